@@ -1,0 +1,35 @@
+"""The wfcrawl Scrapy add-on: wires wfcrawl's components into a project.
+
+``ADDONS = {"wfcrawl.addon.WfcrawlAddon": 0}``. It sets wfcrawl's defaults,
+the fast profile (``WFCRAWL_FAST_PROFILE``), the summary extension, and reads
+the environment variables that name services (the only place wfcrawl reads
+the environment for settings).
+"""
+
+from __future__ import annotations
+
+import os
+
+from scrapy.settings import BaseSettings
+
+from wfcrawl.settings.defaults import DEFAULTS, FAST_PROFILE
+
+#: Environment variables read into settings of the same name.
+ENVIRONMENT_SETTINGS: tuple[str, ...] = ()
+
+
+class WfcrawlAddon:
+    def update_settings(self, settings: BaseSettings) -> None:
+        for name, value in DEFAULTS.items():
+            settings.set(name, value, priority="default")
+        for name in ENVIRONMENT_SETTINGS:
+            if os.environ.get(name):
+                # Environment beats settings files, the command line beats both.
+                settings.set(name, os.environ[name], priority="project")
+        if settings.getbool("WFCRAWL_FAST_PROFILE"):
+            for name, value in FAST_PROFILE.items():
+                settings.set(name, value, priority="addon")
+        settings["EXTENSIONS"] = {
+            **settings.getdict("EXTENSIONS"),
+            "wfcrawl.extensions.summary.CrawlSummary": 900,
+        }

@@ -1,0 +1,79 @@
+"""The ``wfcrawl`` console command.
+
+``wfcrawl run FILE``       crawl a workflow (``scrapy crawl workflow`` with its options)
+``wfcrawl validate FILE``  check workflow documents; non-zero exit on any problem
+``wfcrawl demo``           serve the bundled demo shop locally and crawl it
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from wfcrawl import __version__
+
+
+def _use_wfcrawl_project() -> None:
+    # Inside another Scrapy project (a scrapy.cfg up the tree), use its
+    # settings; anywhere else, wfcrawl's own project settings.
+    from scrapy.utils.conf import closest_scrapy_cfg
+
+    if "SCRAPY_SETTINGS_MODULE" not in os.environ and not closest_scrapy_cfg():
+        os.environ["SCRAPY_SETTINGS_MODULE"] = "wfcrawl.settings"
+
+
+def _run(args: argparse.Namespace, scrapy_args: list[str]) -> int:
+    from scrapy.cmdline import execute
+
+    _use_wfcrawl_project()
+    argv = ["scrapy", "crawl", "workflow", "-a", f"workflow={args.file}"]
+    if args.base_url:
+        argv += ["-a", f"base_url={args.base_url}"]
+    if args.execution_id:
+        argv += ["-a", f"execution_id={args.execution_id}"]
+    try:
+        execute(argv + scrapy_args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wfcrawl", description="Scrapy crawls described by workflow documents.")
+    parser.add_argument("--version", action="version", version=f"wfcrawl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run", help="crawl a workflow document",
+        description="Crawl a workflow. Any further options are Scrapy's crawl options "
+        "(-o/-O FILE, -s NAME=VALUE, -a NAME=VALUE, -L LEVEL, ...).",
+    )
+    run.add_argument("file")
+    run.add_argument("--base-url", help="override the document's base_url")
+    run.add_argument("--execution-id", help="name this run (default: generated)")
+
+    validate = sub.add_parser("validate", help="validate workflow documents")
+    validate.add_argument("files", nargs="+")
+
+    demo = sub.add_parser("demo", help="crawl the bundled demo shop on a local port")
+    demo.add_argument("--out", default="demo-items.jsonl", help="items file (JSON lines)")
+    demo.add_argument("--workflow", default=None, help="workflow file (default: the bundled demo)")
+
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "run":
+        return _run(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "validate":
+        from wfcrawl.commands.validate import validate_files
+
+        return validate_files(args.files)
+    from wfcrawl.demo import run_demo
+
+    return run_demo(args.out, args.workflow)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

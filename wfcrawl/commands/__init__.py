@@ -1,0 +1,1 @@
+"""Scrapy commands of the wfcrawl project (``COMMANDS_MODULE``)."""

@@ -1,0 +1,48 @@
+"""The exceptions wfcrawl raises.
+
+Everything wfcrawl raises on purpose derives from :class:`WfcrawlError`, so an
+embedding application can catch one type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class WfcrawlError(Exception):
+    """Base class of every wfcrawl error."""
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One located problem in a workflow document.
+
+    ``kind`` is ``parse``, ``schema`` or ``semantic``; ``path`` is a JSON path
+    (``$.phases.detail.nodes[0].css``); ``line``/``column`` are 1-based.
+    """
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    kind: str = "schema"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.path}: {self.message}"
+
+
+class WorkflowError(WfcrawlError):
+    """A workflow document cannot be used; carries every problem found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(sorted(problems))
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class ConfigurationError(WfcrawlError):
+    """A setting or environment variable is wrong; the crawl must not start."""

@@ -1,0 +1,1 @@
+"""Spiders: the generic WorkflowSpider."""

@@ -1,0 +1,234 @@
+"""The one generic spider: runs a compiled workflow Plan.
+
+Run it the Scrapy way::
+
+    scrapy crawl workflow -a workflow=workflows/shop.yaml -O items.jsonl
+
+Spider arguments: ``workflow`` (path, required), ``base_url`` (overrides the
+document's), ``execution_id`` (names this run; generated when absent).
+
+Every request carries its state as plain data in meta (see
+``wfcrawl.spiders.meta``), so requests survive a trip through Redis, and every
+response is handled by :meth:`WorkflowSpider.parse`, which dispatches on the
+phase name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from scrapy import Request, Spider
+from scrapy.crawler import Crawler
+from scrapy.http import FormRequest, Response, TextResponse
+from scrapy.settings import BaseSettings
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
+
+from wfcrawl.exceptions import ConfigurationError
+from wfcrawl.settings.policy import apply_workflow_policy
+from wfcrawl.spiders import meta as M
+from wfcrawl.workflow import load_plan
+from wfcrawl.workflow.plan import FormSubmit, Item, Link, NotJSON, Page, Phase, Plan
+
+logger = logging.getLogger(__name__)
+
+
+def plan_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> Plan:
+    """The Plan a crawl with these settings and spider arguments runs.
+
+    Raises :class:`WorkflowError` (invalid document) or
+    :class:`ConfigurationError` (no document, missing environment variables).
+    """
+    path = spider_args.get("workflow")
+    if not path:
+        raise ConfigurationError(
+            "the workflow spider needs a workflow document: "
+            "scrapy crawl workflow -a workflow=path/to/workflow.yaml"
+        )
+    script_modules = settings.getlist("WFCRAWL_SCRIPT_MODULES")
+    plan = load_plan(
+        path, base_url=spider_args.get("base_url"),
+        script_modules=tuple(script_modules) if script_modules else None,
+    )
+    missing = [name for name in plan.env_names if name not in os.environ]
+    if missing:
+        raise ConfigurationError(
+            f"{path}: form values come from environment variable(s) that are not set: "
+            + ", ".join(missing)
+        )
+    return plan
+
+
+class WorkflowSpider(Spider):
+    name = "workflow"
+
+    plan: Plan
+    execution_id: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._warned: set[Any] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> WorkflowSpider:
+        plan = plan_for_crawl(crawler.settings, kwargs)
+        spider: WorkflowSpider = super().from_crawler(crawler, *args, **kwargs)
+        spider.plan = plan
+        spider.execution_id = kwargs.get("execution_id") or uuid.uuid4().hex[:12]
+        spider.allowed_domains = list(plan.allowed_domains)
+        # Before the crawler applies its settings: the workflow's policy takes
+        # effect at "spider" priority, so `-s` on the command line still wins.
+        apply_workflow_policy(crawler.settings, plan)
+        return spider
+
+    # ------------------------------------------------------------ requests
+
+    async def start(self) -> AsyncIterator[Any]:
+        self.crawler.stats.set_value("wfcrawl/workflow", self.plan.name)
+        self.crawler.stats.set_value("wfcrawl/execution_id", self.execution_id)
+        for start in self.plan.start_urls:
+            yield self._request(start.url, start.phase, start.marker, (start.marker,), 0, None, 0)
+
+    def _request(
+        self, url: str, phase: str, marker: str, markers: tuple[str, ...], depth: int,
+        page: int | None, priority: int,
+    ) -> Request:
+        meta: dict[str, Any] = {
+            M.PHASE: phase, M.MARKER: marker, M.MARKERS: list(markers), M.DEPTH: depth,
+        }
+        if page is not None:
+            meta[M.PAGE] = page
+        return Request(url, callback=self.parse, errback=self.on_error, meta=meta, priority=priority)
+
+    def _follow(self, link: Link, phase: Phase, page: Page) -> Request | None:
+        stats = self.crawler.stats
+        transition = phase.route(link)
+        if transition is None:
+            stats.inc_value("wfcrawl/links/dropped/no_transition")
+            return None
+        depth = page.depth + 1
+        if self.plan.max_depth is not None and depth > self.plan.max_depth:
+            stats.inc_value("wfcrawl/links/dropped/max_depth")
+            return None
+        stats.inc_value("wfcrawl/links/scheduled")
+        chain = page.markers if page.markers[-1] == link.marker else (*page.markers, link.marker)
+        return self._request(link.url, transition.to, link.marker, chain, depth, link.page, transition.priority)
+
+    def _form_request(self, submit: FormSubmit, response: Response, page: Page) -> Request | None:
+        node = submit.node
+        data = dict(node.fields)
+        for field_name, env_name in node.env.items():
+            data[field_name] = os.environ[env_name]
+        try:
+            request = FormRequest.from_response(
+                response,
+                formcss=node.css,
+                formxpath=node.xpath,
+                formdata=data,
+                clickdata={"name": node.click} if node.click else None,
+                callback=self.parse,
+                errback=self.on_error,
+                dont_filter=True,
+            )
+        except ValueError as exc:  # no form / no such clickable on the page
+            self.crawler.stats.inc_value("wfcrawl/forms/not_found")
+            self.warn_once(("form", node.label), "Form node %s found no form at %s: %s", node.label, response.url, exc)
+            return None
+        chain = (*page.markers, node.marker)
+        request.meta.update({M.PHASE: node.phase, M.MARKER: node.marker, M.MARKERS: list(chain), M.DEPTH: page.depth + 1})
+        self.crawler.stats.inc_value("wfcrawl/forms/submitted")
+        return request
+
+    # ------------------------------------------------------------ responses
+
+    def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
+        meta = response.meta
+        phase = self.plan.phases[meta[M.PHASE]]
+        stats = self.crawler.stats
+        stats.inc_value(f"wfcrawl/pages/{phase.name}")
+        if phase.when_marker is not None and meta[M.MARKER] not in phase.when_marker:
+            stats.inc_value("wfcrawl/pages/skipped/marker")
+            return
+        if not isinstance(response, TextResponse):
+            stats.inc_value("wfcrawl/pages/error/not_text")
+            return
+        if not response.body.strip():
+            stats.inc_value("wfcrawl/pages/error/empty")
+            return
+        page = Page(
+            response, phase=phase.name, marker=meta[M.MARKER], markers=tuple(meta[M.MARKERS]),
+            depth=meta[M.DEPTH], page_number=meta.get(M.PAGE), reporter=self,
+        )
+        provenance: dict[str, Any] | None = None
+        for node in phase.nodes:
+            if not node.applies(page):
+                continue
+            try:
+                for out in node.run(page):
+                    if isinstance(out, Item):
+                        if provenance is None:
+                            provenance = self._provenance(page)
+                        stats.inc_value(f"wfcrawl/items/{out.type}")
+                        data = out.data
+                        data["_type"] = out.type
+                        data["_meta"] = provenance
+                        yield data
+                    elif isinstance(out, Link):
+                        request = self._follow(out, phase, page)
+                        if request is not None:
+                            yield request
+                    elif isinstance(out, FormSubmit):
+                        request = self._form_request(out, response, page)
+                        if request is not None:
+                            yield request
+            except NotJSON:
+                stats.inc_value("wfcrawl/pages/error/bad_json")
+                self.warn_once(("json", node.label), "Node %s expected JSON at %s", node.label, response.url)
+            except Exception as exc:
+                stats.inc_value(f"wfcrawl/nodes/error/{type(exc).__name__}")
+                if ("node", node.label, type(exc)) not in self._warned:
+                    self._warned.add(("node", node.label, type(exc)))
+                    logger.exception(
+                        "Node %s of phase %s failed at %s", node.label, phase.name, response.url,
+                        extra={"spider": self},
+                    )
+
+    def _provenance(self, page: Page) -> dict[str, Any]:
+        # One dict per response, shared (read-only) by its items: cheap provenance.
+        return {
+            "workflow": self.plan.name,
+            "execution_id": self.execution_id,
+            "url": page.url,
+            "phase": page.phase,
+            "markers": list(page.markers),
+            "depth": page.depth,
+            "fetched_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        }
+
+    def on_error(self, failure: Failure) -> None:
+        """Count a page that could not be fetched, by reason; the crawl goes on."""
+        exc = failure.value
+        if isinstance(exc, HttpError):
+            reason = f"http_{exc.response.status}"
+        else:
+            reason = type(exc).__name__
+        self.crawler.stats.inc_value("wfcrawl/pages/failed")
+        self.crawler.stats.inc_value(f"wfcrawl/pages/failed/{reason}")
+        request = getattr(failure, "request", None)
+        logger.info("Page failed (%s): %s", reason, request.url if request else "?", extra={"spider": self})
+
+    # ------------------------------------------------------------ Reporter
+
+    def count(self, key: str, count: int = 1) -> None:
+        self.crawler.stats.inc_value(key, count)
+
+    def warn_once(self, key: Any, msg: str, *args: Any) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        logger.warning(msg, *args, extra={"spider": self})

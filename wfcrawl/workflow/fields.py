@@ -1,0 +1,225 @@
+"""Compiled field extractors.
+
+A field turns a context (an lxml element or a JSON value) into a value:
+select -> attribute/text -> normalise whitespace -> regex -> join -> coerce ->
+first or all -> default. Composite fields build nested objects, lists of
+objects and key-value dicts from the same pieces.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from lxml import etree
+
+from wfcrawl.workflow.selectors import Selection, text_of
+
+_SPACES = re.compile(r"\s+")
+_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")
+_TRUE = frozenset({"true", "yes", "y", "1", "on"})
+_FALSE = frozenset({"false", "no", "n", "0", "off"})
+
+#: Sentinel: a value that failed coercion (dropped and counted).
+INVALID = object()
+
+
+class Scope:
+    """Per-response state the fields of one extraction share."""
+
+    __slots__ = ("values", "invalid")
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = values
+        self.invalid: list[str] = []
+
+
+def _to_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _NUMBER.search(str(value))
+    if match is None:
+        return None
+    return float(match.group().replace(",", ""))
+
+
+def _coerce_int(value: Any, fmt: str | None) -> Any:
+    number = _to_number(value)
+    if number is None or not number.is_integer():
+        return INVALID
+    return int(number)
+
+
+def _coerce_float(value: Any, fmt: str | None) -> Any:
+    number = _to_number(value)
+    return INVALID if number is None else number
+
+
+def _coerce_bool(value: Any, fmt: str | None) -> Any:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return INVALID
+
+
+def _coerce_date(value: Any, fmt: str | None) -> Any:
+    text = str(value).strip()
+    try:
+        if fmt:
+            return datetime.strptime(text, fmt).date().isoformat()
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            return datetime.fromisoformat(text).date().isoformat()
+    except ValueError:
+        return INVALID
+
+
+def _coerce_datetime(value: Any, fmt: str | None) -> Any:
+    text = str(value).strip()
+    try:
+        parsed = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
+    except ValueError:
+        return INVALID
+    return parsed.isoformat()
+
+
+def _coerce_string(value: Any, fmt: str | None) -> Any:
+    # JSON values keep their own type; text is already normalised.
+    return value
+
+
+COERCERS: dict[str, Callable[[Any, str | None], Any]] = {
+    "string": _coerce_string,
+    "int": _coerce_int,
+    "float": _coerce_float,
+    "bool": _coerce_bool,
+    "date": _coerce_date,
+    "datetime": _coerce_datetime,
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One compiled field; ``name`` is its dotted path for messages and stats."""
+
+    name: str
+    selection: Selection | None = None
+    const: Any = None
+    has_const: bool = False
+    var: str | None = None
+    attr: str | None = None
+    regex: re.Pattern[str] | None = None
+    group: int | str = 0
+    many: bool = False
+    join: str | None = None
+    normalize: bool = True
+    coerce: Callable[[Any, str | None], Any] = _coerce_string
+    format: str | None = None
+    default: Any = None
+    required: bool = False
+    # Composite forms: nested object (fields), list of objects (rows + fields),
+    # key-value dict (rows + key + value).
+    fields: tuple[Field, ...] = ()
+    rows: Selection | None = None
+    key: Field | None = None
+    value: Field | None = None
+
+    @property
+    def short_name(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+    def extract(self, context: Any, scope: Scope) -> Any:
+        if self.rows is not None:
+            rows = self.rows.apply(context)
+            if self.key is not None and self.value is not None:
+                result: Any = {}
+                for row in rows:
+                    key = self.key.extract(row, scope)
+                    if key is not None and key != "":
+                        result[str(key)] = self.value.extract(row, scope)
+            else:
+                result = [extract_object(self.fields, row, scope) for row in rows]
+            return result if result else self._empty()
+        if self.fields:
+            if self.selection is not None:
+                found = self.selection.apply(context)
+                if not found:
+                    return self._empty()
+                context = found[0]
+            return extract_object(self.fields, context, scope)
+        values = self._raw(context, scope)
+        if self.join is not None and values:
+            values = [self.join.join(str(v) for v in values)]
+        coerced = []
+        for raw in values:
+            value = self.coerce(raw, self.format)
+            if value is INVALID:
+                scope.invalid.append(self.name)
+            else:
+                coerced.append(value)
+        if self.many:
+            return coerced if coerced else self._empty()
+        return coerced[0] if coerced else self._empty()
+
+    def _empty(self) -> Any:
+        if self.default is not None:
+            return self.default
+        return [] if self.many and not self.fields else None
+
+    def _raw(self, context: Any, scope: Scope) -> list[Any]:
+        if self.has_const:
+            found: list[Any] = [self.const]
+        elif self.var is not None:
+            value = scope.values.get(self.var)
+            found = [] if value is None else (value if isinstance(value, list) else [value])
+        elif self.selection is not None:
+            found = self.selection.apply(context)
+        else:
+            found = [context]
+        out: list[Any] = []
+        for item in found:
+            if self.attr is not None and isinstance(item, etree._Element):
+                item = item.get(self.attr)
+                if item is None:
+                    continue
+            else:
+                item = text_of(item)
+            if isinstance(item, str):
+                if self.normalize:
+                    item = _SPACES.sub(" ", item).strip()
+                    if not item:
+                        continue
+                if self.regex is not None:
+                    match = self.regex.search(item)
+                    if match is None:
+                        continue
+                    item = match.group(self.group)
+                    if item is None:
+                        continue
+            elif item is None:
+                continue
+            out.append(item)
+        return out
+
+
+def extract_object(fields: tuple[Field, ...], context: Any, scope: Scope) -> dict[str, Any]:
+    return {f.short_name: f.extract(context, scope) for f in fields}
+
+
+def missing_required(fields: tuple[Field, ...], obj: Mapping[str, Any]) -> list[str]:
+    """Dotted names of required fields that came out empty (top level only)."""
+    return [
+        f.name
+        for f in fields
+        if f.required and obj.get(f.short_name) in (None, "", [], {})
+    ]
