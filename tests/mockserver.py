@@ -35,11 +35,12 @@ import threading
 import time
 import traceback
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 SITES_DIR = Path(__file__).resolve().parent / "sites"
@@ -344,6 +345,10 @@ def echo(server: MockServer, req: Request) -> Response:
     })
 
 
+def robots(server: MockServer, req: Request) -> Response:
+    return not_found()
+
+
 def static(server: MockServer, req: Request) -> Response:
     root = server.sites_dir
     target = (root / req.path.lstrip("/")).resolve()
@@ -361,24 +366,22 @@ def static(server: MockServer, req: Request) -> Response:
 
 Handler = Callable[..., Response]
 # (methods, path regex, handler); GET routes also answer HEAD; "*" = any method.
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
-    (method, re.compile(pattern), handler)
-    for method, pattern, handler in [
-        ("GET", r"/robots\.txt", lambda server, req: not_found()),
-        ("GET", r"/api/products", api_products),
-        ("GET", r"/api/product/(?P<id>[^/]+)", api_product),
-        ("GET", r"/login", login_form),
-        ("POST", r"/login", login_submit),
-        ("GET", r"/account", account),
-        ("GET", r"/account/order/(?P<id>[^/]+)", order),
-        ("GET", r"/broken/?|/broken/index\.html", broken_index),
-        ("GET", r"/broken/(?P<name>[^/]+)", broken),
-        ("GET", r"/slow/?|/slow/index\.html", slow_index),
-        ("GET", r"/slow/(?P<n>\d+)", slow_page),
-        ("*", r"/echo", echo),
-        ("GET", r"/.*", static),
-    ]
+_ROUTE_TABLE: list[tuple[str, str, Handler]] = [
+    ("GET", r"/robots\.txt", robots),
+    ("GET", r"/api/products", api_products),
+    ("GET", r"/api/product/(?P<id>[^/]+)", api_product),
+    ("GET", r"/login", login_form),
+    ("POST", r"/login", login_submit),
+    ("GET", r"/account", account),
+    ("GET", r"/account/order/(?P<id>[^/]+)", order),
+    ("GET", r"/broken/?|/broken/index\.html", broken_index),
+    ("GET", r"/broken/(?P<name>[^/]+)", broken),
+    ("GET", r"/slow/?|/slow/index\.html", slow_index),
+    ("GET", r"/slow/(?P<n>\d+)", slow_page),
+    ("*", r"/echo", echo),
+    ("GET", r"/.*", static),
 ]
+ROUTES = [(method, re.compile(pattern), handler) for method, pattern, handler in _ROUTE_TABLE]
 
 
 def dispatch(server: MockServer, req: Request) -> Response:
@@ -485,7 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(resp.body)
 
-    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET  # noqa: N815
 
 
 class MockServer:

@@ -13,21 +13,20 @@ import urllib.request
 from collections.abc import Iterator
 from email.message import Message
 from http.cookiejar import CookieJar
+from typing import Any
 from urllib.parse import urldefrag, urlencode, urljoin, urlsplit
 
 import pytest
 from parsel import Selector
 
-try:
-    from tests.mockserver import SITES_DIR, MockServer, RequestRecord
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from mockserver import SITES_DIR, MockServer, RequestRecord  # type: ignore[no-redef]
+from tests.mockserver import SITES_DIR, MockServer, RequestRecord
 
 HTML = "text/html; charset=utf-8"
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[MockServer]:
+    """This module's own server (overrides conftest's): these tests read and clear its log."""
     with MockServer() as s:
         yield s
 
@@ -52,13 +51,13 @@ def fetch(
             return err.code, err.headers, err.read()
 
 
-def get_json(server: MockServer, path: str) -> tuple[int, object]:
+def get_json(server: MockServer, path: str) -> tuple[int, Any]:
     status, headers, body = fetch(server.url_for(path))
     assert headers["Content-Type"] == "application/json"
     return status, json.loads(body)
 
 
-def md_json_block(text: str, heading: str) -> object:
+def md_json_block(text: str, heading: str) -> Any:
     match = re.search(re.escape(heading) + r"\n.*?```json\n(.*?)```", text, re.S)
     assert match, heading
     return json.loads(match.group(1))
@@ -330,7 +329,7 @@ def test_request_log(server: MockServer) -> None:
     assert records[2].body == b"a=1&b=2" and records[0].body == b""
     assert records[2].headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert records[0].headers["User-Agent"].startswith("Python-urllib/")
-    method, path, t, headers, body = records[0]  # plain tuples too
+    method, path, t, _headers, _body = records[0]  # plain tuples too
     assert isinstance(records[0], RequestRecord) and (method, path, t) == ("GET", "/slow/1", times[0])
     records.clear()  # a snapshot: the server's log is unaffected
     assert len(server.requests) == 3
@@ -395,10 +394,10 @@ def test_shop_expected_data(server: MockServer) -> None:
     cards = []
     for path in sorted(p for p in SHOP_PAGES if "/category/" in p):
         for card in page(server, path).css("div.product-card"):
-            href = card.css("a.title::attr(href)").get()
+            href = card.css("a.title::attr(href)").get("")
             cards.append({
                 "page": path,
-                "name": card.css("a.title::text").get().strip(),
+                "name": card.css("a.title::text").get("").strip(),
                 "href": href,
                 "url": urldefrag(urljoin(path, href.strip())).url,
                 "price": card.css("span.price::text").get(),
@@ -410,7 +409,7 @@ def test_shop_expected_data(server: MockServer) -> None:
         sel = page(server, path)
         products.append({
             "url": path,
-            "name": sel.css("h1.name::text").get().strip(),
+            "name": sel.css("h1.name::text").get("").strip(),
             "price": sel.css("span.price::text").get(),
             "sku": sel.css("span.sku::text").get(),
             "available": sel.css("span.stock::attr(data-available)").get(),
@@ -419,10 +418,12 @@ def test_shop_expected_data(server: MockServer) -> None:
             "released_text": sel.css("time.released::text").get(),
             "category": urljoin(path, sel.css("a.category::attr(href)").get()),
             "attributes": {
-                tr.css("th::text").get().strip(): tr.css("td::text").get().strip()
+                tr.css("th::text").get("").strip(): tr.css("td::text").get("").strip()
                 for tr in sel.css("table.attributes tr")
             },
-            "specs": dict(zip(sel.css("dl.specs dt::text").getall(), sel.css("dl.specs dd::text").getall())),
+            "specs": dict(
+                zip(sel.css("dl.specs dt::text").getall(), sel.css("dl.specs dd::text").getall(), strict=True)
+            ),
             "seller": {
                 "name": sel.css("div.seller span.name::text").get(),
                 "rating": sel.css("div.seller span.rating::text").get(),

@@ -32,4 +32,5 @@ class WfcrawlAddon:
         settings["EXTENSIONS"] = {
             **settings.getdict("EXTENSIONS"),
             "wfcrawl.extensions.summary.CrawlSummary": 900,
+            "wfcrawl.extensions.statsfile.StatsFile": 910,
         }

@@ -17,7 +17,11 @@ WFCRAWL_SUMMARY_ENABLED = True
 #: empty means any importable module (trusted documents only).
 WFCRAWL_SCRIPT_MODULES: list[str] = []
 
+#: Write the final stats as JSON to this file when the crawl ends (empty: off).
+WFCRAWL_STATS_FILE = ""
+
 DEFAULTS: dict[str, Any] = {
+    "WFCRAWL_STATS_FILE": WFCRAWL_STATS_FILE,
     "WFCRAWL_FAST_PROFILE": WFCRAWL_FAST_PROFILE,
     "WFCRAWL_SUMMARY_ENABLED": WFCRAWL_SUMMARY_ENABLED,
     "WFCRAWL_SCRIPT_MODULES": WFCRAWL_SCRIPT_MODULES,

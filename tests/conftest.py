@@ -1,0 +1,115 @@
+"""Shared fixtures: the fixture-site HTTP server and real crawls in child processes.
+
+Crawls run as ``python -m scrapy crawl workflow ...`` child processes from the
+project root: the Twisted reactor cannot be restarted inside the test process,
+and this is exactly how users (and scrapyd) run them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.mockserver import MockServer
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_service(name: str, available: bool, how: str) -> None:
+    """Skip locally when a service is missing; in CI a missing service is a failure."""
+    if available:
+        return
+    message = f"{name} is not available ({how})"
+    if IN_CI:
+        pytest.fail(f"CI=true: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@dataclass
+class Crawl:
+    returncode: int
+    items: list[dict[str, Any]]
+    stats: dict[str, Any]
+    stdout: str
+    stderr: str
+
+    def of_type(self, item_type: str) -> list[dict[str, Any]]:
+        return [i for i in self.items if i.get("_type") == item_type]
+
+    def fields(self, item_type: str) -> list[dict[str, Any]]:
+        """Items of a type without provenance, sorted for exact comparison."""
+        out = [{k: v for k, v in i.items() if k not in ("_type", "_meta")} for i in self.of_type(item_type)]
+        return sorted(out, key=lambda d: json.dumps(d, sort_keys=True))
+
+
+def run_crawl(
+    workflow: str | Path,
+    *args: str,
+    base_url: str | None = None,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Crawl:
+    """Run one crawl of ``workflow`` (a path, or YAML text) and collect its outcome."""
+    if isinstance(workflow, str) and "\n" in workflow:
+        path = tmp_path / "workflow.yaml"
+        path.write_text(textwrap.dedent(workflow))
+        workflow = path
+    items_file = tmp_path / "items.jsonl"
+    stats_file = tmp_path / "stats.json"
+    for f in (items_file, stats_file):
+        f.unlink(missing_ok=True)
+    cmd: list[str] = [
+        sys.executable, "-m", "scrapy", "crawl", "workflow",
+        "-a", f"workflow={workflow}", "-O", f"{items_file}:jsonlines",
+        "-s", f"WFCRAWL_STATS_FILE={stats_file}",
+    ]
+    if base_url:
+        cmd += ["-a", f"base_url={base_url}"]
+    cmd += list(args)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
+    items = [json.loads(line) for line in items_file.read_text().splitlines()] if items_file.exists() else []
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    return Crawl(proc.returncode, items, stats, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[MockServer]:
+    """One fixture-site server for the session (don't rely on its request log)."""
+    with MockServer() as s:
+        yield s
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[MockServer]:
+    """A server of its own, for tests that read the request log."""
+    with MockServer() as s:
+        yield s
+
+
+@pytest.fixture
+def crawl(tmp_path: Path) -> Callable[..., Crawl]:
+    def _crawl(workflow: str | Path, *args: str, **kwargs: Any) -> Crawl:
+        return run_crawl(workflow, *args, tmp_path=tmp_path, **kwargs)
+
+    return _crawl
+
+
+def stat_items(stats: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The stats under ``prefix`` (prefix removed), for exact comparison."""
+    return {k[len(prefix):]: v for k, v in stats.items() if k.startswith(prefix)}
+
+
+__all__: Sequence[str] = ["Crawl", "ROOT", "IN_CI", "require_service", "run_crawl", "stat_items"]

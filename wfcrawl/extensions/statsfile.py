@@ -1,0 +1,46 @@
+"""Write the crawl's final stats as JSON to ``WFCRAWL_STATS_FILE``.
+
+For launchers and tests that run ``scrapy crawl`` as a child process and need
+its outcome as data (finish reason, counts) rather than log text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)  # datetimes and the like
+
+
+class StatsFile:
+    def __init__(self, crawler: Crawler, path: str) -> None:
+        self.crawler = crawler
+        self.path = path
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> StatsFile:
+        path = crawler.settings.get("WFCRAWL_STATS_FILE")
+        if not path:
+            raise NotConfigured
+        ext = cls(crawler, path)
+        # After the core stats (finish_reason, elapsed time) are set.
+        crawler.signals.connect(ext.engine_stopped, signal=signals.engine_stopped)
+        return ext
+
+    def engine_stopped(self) -> None:
+        assert self.crawler.stats is not None
+        stats = {k: _plain(v) for k, v in self.crawler.stats.get_stats().items()}
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(stats, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)  # readers never see half a file
+

@@ -1,0 +1,1 @@
+"""Storage back ends shared by pipelines, extensions and launchers."""
