@@ -25,8 +25,8 @@ from crawlee.crawlers import ParselCrawler, ParselCrawlingContext
 from crawlee.storage_clients import MemoryStorageClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CONCURRENCY  # noqa: E402
-from extract import extract_product  # noqa: E402
+from common import CONCURRENCY
+from extract import extract_product
 
 
 def build_crawler(concurrency: int = CONCURRENCY) -> ParselCrawler:

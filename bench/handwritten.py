@@ -15,16 +15,16 @@ import argparse
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import scrapy
 from scrapy.crawler import CrawlerProcess
-from scrapy.http import Response
+from scrapy.http import Response, TextResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SCRAPY_SETTINGS  # noqa: E402
-from extract import extract_product  # noqa: E402
+from common import SCRAPY_SETTINGS
+from extract import extract_product
 
 
 class ShopSpider(scrapy.Spider):
@@ -50,7 +50,7 @@ class ShopSpider(scrapy.Spider):
             yield response.follow(href, callback=self.parse_listing)
 
     def parse_product(self, response: Response) -> Iterator[dict[str, Any]]:
-        item = extract_product(response.selector)
+        item = extract_product(cast(TextResponse, response).selector)
         item["url"] = response.url
         yield item
 

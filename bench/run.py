@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def _wfcrawl_scrapy(base_url: str, out: Path) -> list[str]:
         _venv_exe("scrapy"), "crawl", "workflow",
         "-a", f"workflow={WORKFLOW}", "-a", f"base_url={base_url}",
         "-O", str(out), *scrapy_cli_args(),
-    ]  # fmt: skip
+    ]
 
 
 def _wfcrawl_cli(base_url: str, out: Path) -> list[str]:
@@ -102,7 +102,7 @@ def _crawlee(base_url: str, out: Path) -> list[str]:
     return [
         str(CRAWLEE_VENV / "bin" / "python"), str(BENCH / "crawlee_run.py"),
         "--base-url", base_url, "-O", str(out), "--concurrency", str(CONCURRENCY),
-    ]  # fmt: skip
+    ]
 
 
 def crawlers(wfcrawl_cli: bool) -> dict[str, Crawler]:
@@ -120,20 +120,15 @@ def crawlers(wfcrawl_cli: bool) -> dict[str, Crawler]:
 
 def check_wfcrawl(wfcrawl_cli: bool) -> None:
     """Fail early, with a hint, if the wfcrawl engine cannot run yet."""
-    if wfcrawl_cli:
-        cmd = [_venv_exe("wfcrawl"), "--help"]
-        ok = lambda out: True  # noqa: E731
-    else:
-        cmd = [_venv_exe("scrapy"), "list"]
-        ok = lambda out: "workflow" in out.split()  # noqa: E731
     try:
+        cmd = [_venv_exe("wfcrawl"), "--help"] if wfcrawl_cli else [_venv_exe("scrapy"), "list"]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     except (OSError, BenchError, subprocess.TimeoutExpired) as exc:
         raise BenchError(f"wfcrawl is not runnable ({exc}); run with --only b,c") from exc
-    if proc.returncode != 0 or not ok(proc.stdout):
+    if proc.returncode != 0 or (not wfcrawl_cli and "workflow" not in proc.stdout.split()):
         detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise BenchError(
-            f"wfcrawl is not runnable yet (`{' '.join(cmd[-2:])}` in {ROOT} gave no `workflow` spider: "
+            f"wfcrawl is not runnable yet (`{' '.join(cmd[-2:])}` in {ROOT} failed or listed no `workflow` spider: "
             f"{' | '.join(detail) or 'no output'}); run with --only b,c"
         )
 
@@ -245,7 +240,7 @@ def run_once(
         proc = subprocess.Popen(
             argv, cwd=crawler.cwd or workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             start_new_session=True,  # its own process group: a timeout / Ctrl-C kills all of it
-        )  # fmt: skip
+        )
         timed_out = threading.Event()
 
         def on_timeout() -> None:
@@ -389,7 +384,7 @@ class Stat:
         f = f"{{:,.{digits}f}}"
         if self.min == self.max:
             return f.format(self.median)
-        return f"{f.format(self.median)} ({f.format(self.min)}–{f.format(self.max)})"
+        return f"{f.format(self.median)} ({f.format(self.min)}-{f.format(self.max)})"
 
 
 METRICS: tuple[tuple[str, str, int], ...] = (
@@ -420,7 +415,7 @@ def versions() -> dict[str, str]:
         v["crawlee"] = subprocess.run(
             [str(CRAWLEE_VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('crawlee'))"],
             capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+        ).stdout.strip()
     with contextlib.suppress(OSError):
         nginx = subprocess.run([shutil.which("nginx") or "/usr/sbin/nginx", "-v"], capture_output=True, text=True)
         v["nginx"] = nginx.stderr.strip().split("/")[-1]
@@ -445,7 +440,7 @@ def render_report(
         f"{os.cpu_count()} CPUs. Python {vers['python']}, Scrapy {vers.get('scrapy', '?')}, "
         f"Crawlee {vers.get('crawlee', '-')}, wfcrawl {vers.get('wfcrawl', '-')}.",
         "",
-        "Median (min–max) over the runs. Every run returned all "
+        "Median (min-max) over the runs. Every run returned all "
         f"{n:,} product items, each checked field by field.",
         "",
         "| crawler | pages | items | " + " | ".join(h for _, h, _ in METRICS) + " |",
@@ -492,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--wfcrawl-cli", action="store_true",
                     help="run (a) as `wfcrawl run` instead of `scrapy crawl workflow`")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (items, logs of every run)")
-    args = ap.parse_args(argv)  # fmt: skip
+    args = ap.parse_args(argv)
 
     all_crawlers = crawlers(args.wfcrawl_cli)
     keys = [k.strip() for k in args.only.split(",") if k.strip()]
@@ -539,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "concurrency": CONCURRENCY, "seed": args.seed,
                             "generator_version": gensite.GENERATOR_VERSION, "cpus": os.cpu_count(),
                             "flat_products": args.flat_products if flat else None,
-                        },  # fmt: skip
+                        },
                         "site": info,
                         "versions": vers,
                         "runs": [r.as_dict() for r in results + flat_results],

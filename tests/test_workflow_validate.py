@@ -136,7 +136,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "bad_field_type",
         GOOD.replace("name: h1::text", "name: {css: h1, type: integer}"),
-        ["17:33: $.phases.detail.fields.name.type: must be one of 'string', 'int', 'float', 'bool', 'date', 'datetime'; got 'integer'".replace("detail.fields", "detail.nodes[0].fields")],
+        ["17:33: $.phases.detail.fields.name.type: must be one of 'string', 'int', 'float', 'bool', 'date', 'datetime', 'url'; got 'integer'".replace("detail.fields", "detail.nodes[0].fields")],
     ),
     (
         "unknown_field_key",

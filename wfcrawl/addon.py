@@ -12,7 +12,13 @@ import os
 
 from scrapy.settings import BaseSettings
 
-from wfcrawl.settings.defaults import DEFAULTS, FAST_PROFILE
+from wfcrawl.settings.defaults import DEFAULTS, FAST_PROFILE, SAFE_DEFAULTS
+
+#: (setting, component class path), order: what the add-on plugs into Scrapy.
+COMPONENTS: tuple[tuple[tuple[str, str], int], ...] = (
+    (("EXTENSIONS", "wfcrawl.extensions.summary.CrawlSummary"), 900),
+    (("EXTENSIONS", "wfcrawl.extensions.statsfile.StatsFile"), 910),
+)
 
 #: Environment variables read into settings of the same name.
 ENVIRONMENT_SETTINGS: tuple[str, ...] = ()
@@ -26,11 +32,11 @@ class WfcrawlAddon:
             if os.environ.get(name):
                 # Environment beats settings files, the command line beats both.
                 settings.set(name, os.environ[name], priority="project")
+        for name, value in SAFE_DEFAULTS.items():
+            settings.set(name, value, priority="addon")
         if settings.getbool("WFCRAWL_FAST_PROFILE"):
             for name, value in FAST_PROFILE.items():
                 settings.set(name, value, priority="addon")
-        settings["EXTENSIONS"] = {
-            **settings.getdict("EXTENSIONS"),
-            "wfcrawl.extensions.summary.CrawlSummary": 900,
-            "wfcrawl.extensions.statsfile.StatsFile": 910,
-        }
+        # setdefault: a project that set (or disabled with None) a component keeps its choice.
+        for component, order in COMPONENTS:
+            settings.setdefault_in_component_priority_dict(component[0], component[1], order)

@@ -19,7 +19,7 @@ from wfcrawl.spiders.workflow import plan_for_crawl
 
 class Command(ScrapyCrawlCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
-        if args and args[0] == "workflow" and opts.spargs.get("workflow"):
+        if args and args[0] == "workflow":
             try:
                 plan_for_crawl(self.settings, opts.spargs)
             except WfcrawlError as exc:

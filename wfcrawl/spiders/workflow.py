@@ -24,7 +24,9 @@ from typing import Any
 
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
-from scrapy.http import FormRequest, Response, TextResponse
+from scrapy.exceptions import IgnoreRequest
+from form2request import form2request
+from scrapy.http import Response, TextResponse
 from scrapy.settings import BaseSettings
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
@@ -62,6 +64,16 @@ def plan_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> Pl
             + ", ".join(missing)
         )
     return plan
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short, bounded name for why a page failed (a stats key part)."""
+    if isinstance(exc, HttpError):
+        return f"http_{exc.response.status}"
+    if isinstance(exc, IgnoreRequest) and "max redirections" in str(exc):
+        # Scrapy's RedirectMiddleware has no exception type of its own for this.
+        return "max_redirects"
+    return type(exc).__name__
 
 
 class WorkflowSpider(Spider):
@@ -119,30 +131,34 @@ class WorkflowSpider(Spider):
         chain = page.markers if page.markers[-1] == link.marker else (*page.markers, link.marker)
         return self._request(link.url, transition.to, link.marker, chain, depth, link.page, transition.priority)
 
-    def _form_request(self, submit: FormSubmit, response: Response, page: Page) -> Request | None:
+    def _form_request(self, submit: FormSubmit, response: TextResponse, page: Page) -> Request | None:
+        """The submission of a form of the page (hidden fields such as CSRF
+        tokens and __VIEWSTATE carried over), built with form2request, the
+        successor of ``FormRequest.from_response``."""
         node = submit.node
+        if node.xpath:
+            forms = response.xpath(node.xpath)
+        else:
+            forms = response.css(node.css or "form")
+        form = forms[0] if forms else None
+        click: Any = None
+        if form is not None and node.click:
+            buttons = form.xpath(".//*[@name=$name][@type='submit' or self::button]", name=node.click)
+            click = buttons[0].root if buttons else None
+        if form is None or (node.click and click is None) or form.root.tag != "form":
+            self.crawler.stats.inc_value("wfcrawl/forms/not_found")
+            self.warn_once(("form", node.label), "Form node %s found no form%s at %s", node.label,
+                           f" with a submit control {node.click!r}" if node.click else "", response.url)
+            return None
         data = dict(node.fields)
         for field_name, env_name in node.env.items():
             data[field_name] = os.environ[env_name]
-        try:
-            request = FormRequest.from_response(
-                response,
-                formcss=node.css,
-                formxpath=node.xpath,
-                formdata=data,
-                clickdata={"name": node.click} if node.click else None,
-                callback=self.parse,
-                errback=self.on_error,
-                dont_filter=True,
-            )
-        except ValueError as exc:  # no form / no such clickable on the page
-            self.crawler.stats.inc_value("wfcrawl/forms/not_found")
-            self.warn_once(("form", node.label), "Form node %s found no form at %s: %s", node.label, response.url, exc)
-            return None
-        chain = (*page.markers, node.marker)
-        request.meta.update({M.PHASE: node.phase, M.MARKER: node.marker, M.MARKERS: list(chain), M.DEPTH: page.depth + 1})
+        meta = {M.PHASE: node.phase, M.MARKER: node.marker, M.MARKERS: [*page.markers, node.marker],
+                M.DEPTH: page.depth + 1}
         self.crawler.stats.inc_value("wfcrawl/forms/submitted")
-        return request
+        return form2request(form, data, click=click).to_scrapy(
+            callback=self.parse, errback=self.on_error, meta=meta, dont_filter=True,
+        )
 
     # ------------------------------------------------------------ responses
 
@@ -212,15 +228,11 @@ class WorkflowSpider(Spider):
 
     def on_error(self, failure: Failure) -> None:
         """Count a page that could not be fetched, by reason; the crawl goes on."""
-        exc = failure.value
-        if isinstance(exc, HttpError):
-            reason = f"http_{exc.response.status}"
-        else:
-            reason = type(exc).__name__
+        reason = failure_reason(failure.value)
         self.crawler.stats.inc_value("wfcrawl/pages/failed")
         self.crawler.stats.inc_value(f"wfcrawl/pages/failed/{reason}")
         request = getattr(failure, "request", None)
-        logger.info("Page failed (%s): %s", reason, request.url if request else "?", extra={"spider": self})
+        logger.debug("Page failed (%s): %s", reason, request.url if request else "?", extra={"spider": self})
 
     # ------------------------------------------------------------ Reporter
 

@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import jmespath
 
 from wfcrawl.exceptions import Problem
+from wfcrawl.render import spec as render_spec  # module import: no cycle through wfcrawl.workflow
 from wfcrawl.workflow.fields import COERCERS, Field
 from wfcrawl.workflow.plan import (
     ExtractNode, FormNode, LinksNode, Node, PaginateNode, Phase, Plan, ScriptNode,
@@ -181,6 +182,7 @@ class _Compiler:
                 self.regexes(spec.get("allow"), (*path, "allow")),
                 self.regexes(spec.get("deny"), (*path, "deny")),
                 spec.get("domains", "allowed"), allowed,
+                self.render(spec, path),
             )
         if kind == "extract":
             rows = self.selection_value(spec["rows"], (*path, "rows")) if "rows" in spec else None
@@ -223,6 +225,12 @@ class _Compiler:
                 self.doc["name"],
             )
         raise AssertionError(kind)  # the schema allows no other type
+
+    def render(self, spec: dict[str, Any], path: DocPath) -> dict[str, Any] | None:
+        """The plain-data render block of a phase or node (selectors checked)."""
+        if "render" not in spec:
+            return None
+        return render_spec.compile_render(spec["render"], (*path, "render"), self.error)
 
     def script(self, name: str, path: DocPath) -> Callable[..., Any] | None:
         module_name, _, attr = name.partition(":")
@@ -308,7 +316,8 @@ class _Compiler:
             for marker, mpath in produced.items():
                 if marker not in routed:
                     self.error(mpath, f"no transition of phase {pname!r} routes marker {marker!r}; its links would all be dropped")
-            phases[pname] = Phase(pname, tuple(nodes), tuple(transitions), self.markers(pspec.get("when_marker")))
+            phases[pname] = Phase(pname, tuple(nodes), tuple(transitions), self.markers(pspec.get("when_marker")),
+                                  self.render(pspec, ppath))
         for pname in phases_spec:
             if pname not in reachable:
                 self.error(("phases", pname), f"phase {pname!r} is unreachable: no start URL, transition or form leads to it", key=True)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 from lxml import etree
 
@@ -30,10 +31,11 @@ INVALID = object()
 class Scope:
     """Per-response state the fields of one extraction share."""
 
-    __slots__ = ("values", "invalid")
+    __slots__ = ("base_url", "invalid", "values")
 
-    def __init__(self, values: Mapping[str, Any]) -> None:
+    def __init__(self, values: Mapping[str, Any], base_url: str = "") -> None:
         self.values = values
+        self.base_url = base_url
         self.invalid: list[str] = []
 
 
@@ -48,19 +50,19 @@ def _to_number(value: Any) -> float | None:
     return float(match.group().replace(",", ""))
 
 
-def _coerce_int(value: Any, fmt: str | None) -> Any:
+def _coerce_int(value: Any, fmt: str | None, base_url: str) -> Any:
     number = _to_number(value)
     if number is None or not number.is_integer():
         return INVALID
     return int(number)
 
 
-def _coerce_float(value: Any, fmt: str | None) -> Any:
+def _coerce_float(value: Any, fmt: str | None, base_url: str) -> Any:
     number = _to_number(value)
     return INVALID if number is None else number
 
 
-def _coerce_bool(value: Any, fmt: str | None) -> Any:
+def _coerce_bool(value: Any, fmt: str | None, base_url: str) -> Any:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -71,7 +73,7 @@ def _coerce_bool(value: Any, fmt: str | None) -> Any:
     return INVALID
 
 
-def _coerce_date(value: Any, fmt: str | None) -> Any:
+def _coerce_date(value: Any, fmt: str | None, base_url: str) -> Any:
     text = str(value).strip()
     try:
         if fmt:
@@ -84,7 +86,7 @@ def _coerce_date(value: Any, fmt: str | None) -> Any:
         return INVALID
 
 
-def _coerce_datetime(value: Any, fmt: str | None) -> Any:
+def _coerce_datetime(value: Any, fmt: str | None, base_url: str) -> Any:
     text = str(value).strip()
     try:
         parsed = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
@@ -93,12 +95,19 @@ def _coerce_datetime(value: Any, fmt: str | None) -> Any:
     return parsed.isoformat()
 
 
-def _coerce_string(value: Any, fmt: str | None) -> Any:
+def _coerce_string(value: Any, fmt: str | None, base_url: str) -> Any:
     # JSON values keep their own type; text is already normalised.
     return value
 
 
-COERCERS: dict[str, Callable[[Any, str | None], Any]] = {
+def _coerce_url(value: Any, fmt: str | None, base_url: str) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        return INVALID
+    return urljoin(base_url, value.strip())
+
+
+COERCERS: dict[str, Callable[[Any, str | None, str], Any]] = {
+    "url": _coerce_url,
     "string": _coerce_string,
     "int": _coerce_int,
     "float": _coerce_float,
@@ -123,7 +132,7 @@ class Field:
     many: bool = False
     join: str | None = None
     normalize: bool = True
-    coerce: Callable[[Any, str | None], Any] = _coerce_string
+    coerce: Callable[[Any, str | None, str], Any] = _coerce_string
     format: str | None = None
     default: Any = None
     required: bool = False
@@ -149,7 +158,9 @@ class Field:
                         result[str(key)] = self.value.extract(row, scope)
             else:
                 result = [extract_object(self.fields, row, scope) for row in rows]
-            return result if result else self._empty()
+            if result or self.default is None:
+                return result  # an empty dict or list, never None: rows were asked for
+            return self.default
         if self.fields:
             if self.selection is not None:
                 found = self.selection.apply(context)
@@ -162,7 +173,7 @@ class Field:
             values = [self.join.join(str(v) for v in values)]
         coerced = []
         for raw in values:
-            value = self.coerce(raw, self.format)
+            value = self.coerce(raw, self.format, scope.base_url)
             if value is INVALID:
                 scope.invalid.append(self.name)
             else:

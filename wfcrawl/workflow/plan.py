@@ -44,6 +44,8 @@ class Link:
     url: str
     marker: str
     page: int | None = None
+    #: Render block (plain data) of the node that found the link; None: the target phase's.
+    render: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class LinksNode(Node):
     deny: tuple[re.Pattern[str], ...]
     domains: str  # allowed | same | any
     allowed_domains: tuple[str, ...]
+    render: Mapping[str, Any] | None = None  # plain data, see wfcrawl.render.spec
 
     def run(self, page: Page) -> Iterator[Link]:
         context = page.context_for(self.selection)
@@ -210,7 +213,7 @@ class LinksNode(Node):
             page.count(f"wfcrawl/links/dropped/{reason}", n)
         page.count("wfcrawl/links/extracted", len(urls))
         for url in urls:
-            yield Link(url, self.marker)
+            yield Link(url, self.marker, render=self.render)
 
 
 def host_allowed(host: str, domains: tuple[str, ...]) -> bool:
@@ -230,7 +233,7 @@ class ExtractNode(Node):
         context = page.json if self.uses_json else page.root
         contexts = self.rows.apply(context) if self.rows is not None else [context]
         for row in contexts:
-            scope = Scope(page.values)
+            scope = Scope(page.values, page.base_url)
             data = extract_object(self.fields, row, scope)
             for name in scope.invalid:
                 page.count(f"wfcrawl/fields/invalid/{self.item}")
@@ -316,12 +319,16 @@ class ScriptNode(Node):
         if isinstance(result, (Item, Link, Value, dict)):
             result = [result]
         for out in result:
+            # Items get a shallow copy: the spider adds _type/_meta to item
+            # dicts, and a script may hand the same dict out elsewhere too.
             if isinstance(out, Value):
                 page.values[out.name] = out.value
-            elif isinstance(out, (Item, Link)):
+            elif isinstance(out, Link):
                 yield out
+            elif isinstance(out, Item):
+                yield Item(out.type, dict(out.data))
             elif isinstance(out, dict) and self.item is not None:
-                yield Item(self.item, out)
+                yield Item(self.item, dict(out))
             else:
                 raise TypeError(
                     f"script {self.callable_name} returned {type(out).__name__}; "
@@ -349,6 +356,7 @@ class Phase:
     nodes: tuple[Node, ...]
     transitions: tuple[Transition, ...]
     when_marker: frozenset[str] | None
+    render: Mapping[str, Any] | None = None  # plain data, see wfcrawl.render.spec
 
     def route(self, link: Link) -> Transition | None:
         for transition in self.transitions:

@@ -1,0 +1,124 @@
+"""The command line: wfcrawl run/validate/demo, scrapy crawl/validate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT
+from tests.mockserver import MockServer
+
+BAD = """\
+name: bad
+start_urls: [http://127.0.0.1:1/]
+phases:
+  a:
+    nodes:
+      - {type: extract_links, css: "a[", marker: x}
+    transitions:
+      - {marker: x, to: b}
+"""
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_wfcrawl_validate(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    proc = run(sys.executable, "-m", "wfcrawl.cli", "validate", "workflows/demo.yaml", str(bad))
+    assert proc.returncode == 1
+    assert proc.stdout == "workflows/demo.yaml: ok\n"
+    assert proc.stderr.splitlines() == [
+        f"{bad}:6:36: $.phases.a.nodes[0].css: invalid CSS selector 'a[': Expected ident or '*', got <EOF at 2>",
+        f"{bad}:8:25: $.phases.a.transitions[0].to: unknown phase 'b'; phases: a",
+    ]
+    ok = run(sys.executable, "-m", "wfcrawl.cli", "validate", "workflows/demo.yaml")
+    assert (ok.returncode, ok.stderr) == (0, "")
+
+
+def test_scrapy_validate_command(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    proc = run(sys.executable, "-m", "scrapy", "validate", str(bad))
+    assert proc.returncode == 1
+    assert len(proc.stderr.splitlines()) == 2 and "unknown phase 'b'" in proc.stderr
+
+
+def test_scrapy_crawl_refuses_invalid_document_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    proc = run(sys.executable, "-m", "scrapy", "crawl", "workflow", "-a", f"workflow={bad}")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-2:] == [
+        f"{bad}:6:36: $.phases.a.nodes[0].css: invalid CSS selector 'a[': Expected ident or '*', got <EOF at 2>",
+        f"{bad}:8:25: $.phases.a.transitions[0].to: unknown phase 'b'; phases: a",
+    ]
+
+
+def test_scrapy_crawl_without_workflow_argument() -> None:
+    proc = run(sys.executable, "-m", "scrapy", "crawl", "workflow")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == (
+        "the workflow spider needs a workflow document: scrapy crawl workflow -a workflow=path/to/workflow.yaml"
+    )
+
+
+def test_wfcrawl_run_json_document_equals_yaml(tmp_path: Path) -> None:
+    document = yaml.safe_load((ROOT / "workflows/shop.yaml").read_text())
+    as_json = tmp_path / "shop.json"
+    as_json.write_text(json.dumps(document, indent=2))
+    outputs = {}
+    with MockServer() as server:
+        for name, path in (("yaml", "workflows/shop.yaml"), ("json", str(as_json))):
+            out = tmp_path / f"{name}.jsonl"
+            proc = run(sys.executable, "-m", "wfcrawl.cli", "run", path, "--base-url", server.url,
+                       "--execution-id", "same", "-O", f"{out}:jsonlines")
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            items = [json.loads(line) for line in out.read_text().splitlines()]
+            for item in items:
+                item["_meta"].pop("fetched_at")
+            outputs[name] = sorted(items, key=lambda i: json.dumps(i, sort_keys=True))
+    assert len(outputs["yaml"]) == 9
+    assert outputs["json"] == outputs["yaml"]
+
+
+def test_wfcrawl_demo(tmp_path: Path) -> None:
+    out = tmp_path / "demo.jsonl"
+    proc = run(sys.executable, "-m", "wfcrawl.cli", "demo", "--workflow", "workflows/demo.yaml", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("demo shop serving at http://127.0.0.1:")
+    assert lines[1:] == [
+        "",
+        f"72 items written to {out}",
+        "  offer                    36",
+        "  product                  36",
+        "pages per phase:",
+        "  home            1",
+        "  listing         6",
+        "  product        36",
+        "items per type:",
+        "  offer          36",
+        "  product        36",
+        "scheduled links: 42",
+        "extracted links: 42",
+    ]
+    items = [json.loads(line) for line in out.read_text().splitlines()]
+    product = next(i for i in items if i["_type"] == "product" and i["sku"] == "BO-001")
+    assert {k: v for k, v in product.items() if k != "_meta"} == {
+        "name": "Book 1", "sku": "BO-001", "price": 16.01,
+        "attributes": {"Colour": "green", "Weight": "200 g"},
+        "seller": {"name": "Globex", "rating": 4.1},
+        "reviews": [{"author": "user10", "stars": 2}],
+        "tags": ["books", "sale"],
+        "_type": "product",
+    }
+    # robots.txt disallows /private/: the demo obeys it.
+    assert "private" not in out.read_text()
