@@ -18,7 +18,10 @@ install-test: $(BIN)/python
 demo: install
 	$(BIN)/wfcrawl demo --workflow workflows/demo.yaml --out demo-items.jsonl
 
-test: install-test
+services:
+	bash tools/test-services.sh
+
+test: install-test services
 	$(BIN)/python -m pytest -q
 
 lint: install-test
