@@ -59,8 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base-url", required=True)
     ap.add_argument("-O", "--output", required=True, type=Path, help="items file (JSON lines, overwritten)")
+    ap.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a Scrapy setting (for experiments; the benchmark passes none)")
     args = ap.parse_args(argv)
     settings = dict(SCRAPY_SETTINGS)
+    for pair in args.set:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            ap.error(f"-s takes NAME=VALUE, not {pair!r}")
+        settings[name] = value
     settings["FEEDS"] = {str(args.output): {"format": "jsonlines", "overwrite": True}}
     process = CrawlerProcess(settings)
     process.crawl(ShopSpider, base_url=args.base_url)

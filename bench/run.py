@@ -22,6 +22,7 @@ benchmark.  Then it checks memory flatness: peak RSS at ``--flat-products``
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import importlib.metadata
 import json
@@ -176,6 +177,35 @@ def site_bytes(root: Path) -> int:
 
 # --------------------------------------------------------------------------- runs
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: A run during which other processes used more than this share of a core is flagged.
+BACKGROUND_WARN_PCT = 20.0
+
+
+def system_busy_s() -> float:
+    """CPU seconds spent busy by all cores since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / CLK_TCK
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of a process group (nginx)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
 
 @dataclass
 class RunResult:
@@ -190,6 +220,8 @@ class RunResult:
     non_200: int
     items: int
     exit_code: int
+    nginx_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0  # CPU used meanwhile by every other process on the machine
 
     @property
     def pages_per_s(self) -> float:
@@ -204,6 +236,18 @@ class RunResult:
         return 100 * (self.user_s + self.sys_s) / self.wall_s
 
     @property
+    def cpu_ms_per_page(self) -> float:
+        return 1000 * (self.user_s + self.sys_s) / self.pages if self.pages else float("nan")
+
+    @property
+    def nginx_cpu_pct(self) -> float:
+        return 100 * self.nginx_cpu_s / self.wall_s
+
+    @property
+    def other_cpu_pct(self) -> float:
+        return 100 * self.other_cpu_s / self.wall_s
+
+    @property
     def peak_rss_mib(self) -> float:
         return self.peak_rss_kib / 1024
 
@@ -213,7 +257,10 @@ class RunResult:
             pages_per_s=self.pages_per_s,
             items_per_s=self.items_per_s,
             cpu_pct=self.cpu_pct,
+            cpu_ms_per_page=self.cpu_ms_per_page,
             peak_rss_mib=self.peak_rss_mib,
+            nginx_cpu_pct=self.nginx_cpu_pct,
+            other_cpu_pct=self.other_cpu_pct,
         )
         return d
 
@@ -229,12 +276,20 @@ def _tail(path: Path, lines: int = 25) -> str:
 
 
 def run_once(
-    crawler: Crawler, server: NginxServer, workdir: Path, products: int, index: int, timeout: float
+    crawler: Crawler,
+    server: NginxServer,
+    workdir: Path,
+    products: int,
+    index: int,
+    timeout: float,
+    expected_pages: int,
 ) -> tuple[RunResult, Path]:
     tag = f"{crawler.key}-n{products}-{index}"
     items_path = workdir / f"{tag}.jsonl"
     argv = crawler.command(server.base_url, items_path)
     offset = server.log_offset()
+    nginx_pgid = server.pid or -1
+    nginx0, busy0 = group_cpu_s(nginx_pgid), system_busy_s()
     with (workdir / f"{tag}.stdout").open("wb") as out, (workdir / f"{tag}.stderr").open("wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
@@ -260,8 +315,12 @@ def run_once(
         finally:
             timer.cancel()
         wall = time.perf_counter() - t0
+        busy = system_busy_s() - busy0
+        nginx_cpu = group_cpu_s(nginx_pgid) - nginx0
         proc.returncode = os.waitstatus_to_exitcode(status)
     statuses = server.requests_logged(offset)
+    if sum(statuses.values()) != expected_pages or set(statuses) != {200}:
+        (workdir / f"{tag}.access.log").write_bytes(server.log_since(offset))
     result = RunResult(
         crawler=crawler.key,
         products=products,
@@ -274,6 +333,8 @@ def run_once(
         non_200=sum(n for s, n in statuses.items() if s != 200),
         items=0,
         exit_code=proc.returncode,
+        nginx_cpu_s=nginx_cpu,
+        other_cpu_s=max(0.0, busy - usage.ru_utime - usage.ru_stime - nginx_cpu),
     )
     if timed_out.is_set():
         raise BenchError(f"{crawler.label} run {tag} timed out after {timeout:.0f}s; log: {workdir / (tag + '.stderr')}")
@@ -332,6 +393,43 @@ def verify_items(path: Path, expected: dict[str, dict[str, Any]], label: str) ->
     return len(seen)
 
 
+#: Settings that name the project or only matter with a download delay (both runs use 0).
+IGNORED_SETTINGS = frozenset(
+    {"BOT_NAME", "SPIDER_MODULES", "NEWSPIDER_MODULE", "COMMANDS_MODULE",
+     "RANDOMIZE_DOWNLOAD_DELAY", "DOWNLOAD_DELAY_JITTER"}
+)  # fmt: skip
+
+
+def logged_scrapy_settings(stderr: Path) -> dict[str, str] | None:
+    """The "Overridden settings" dict a Scrapy run logs at INFO, values as strings."""
+    lines = iter(stderr.read_text(errors="replace").splitlines())
+    for line in lines:
+        if line.endswith("Overridden settings:"):
+            text = ""
+            for more in lines:
+                text += more + "\n"
+                with contextlib.suppress(SyntaxError, ValueError):
+                    value = ast.literal_eval(text)
+                    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else None
+            return None
+    return None
+
+
+def settings_differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """Settings in which two Scrapy runs differ (unlisted settings have Scrapy's default)."""
+    try:
+        from scrapy.settings import default_settings
+    except ImportError:
+        return []
+    out = []
+    for name in sorted((a.keys() | b.keys()) - IGNORED_SETTINGS):
+        default = str(getattr(default_settings, name, None))
+        va, vb = a.get(name, default), b.get(name, default)
+        if va != vb:
+            out.append(f"{name}: a={va} b={vb}")
+    return out
+
+
 def run_series(
     selected: Sequence[Crawler],
     products: int,
@@ -345,25 +443,42 @@ def run_series(
     catalog = gensite.build_catalog(products, seed)
     expected = {p.sku: gensite.expected_item(p) for p in catalog.products}
     expected_pages = catalog.expected_pages()
-    info = {"products": products, "expected_pages": expected_pages, "site_bytes": site_bytes(site), "site": str(site)}
+    info: dict[str, Any] = {"products": products, "expected_pages": expected_pages, "site_bytes": site_bytes(site), "site": str(site)}
     results: list[RunResult] = []
+    logged: dict[str, dict[str, str] | None] = {}
     with NginxServer(site) as server:
         log(f"nginx {server.base_url} serving {site.relative_to(ROOT)} ({expected_pages} pages)")
         for i in range(1, runs + 1):
             for crawler in selected:
                 log(f"  run {i}/{runs} {crawler.label} @ {products} products ...")
-                result, items_path = run_once(crawler, server, workdir, products, i, timeout)
+                result, items_path = run_once(crawler, server, workdir, products, i, timeout, expected_pages)
                 result.items = verify_items(items_path, expected, f"{crawler.label} run {i}")
+                if crawler.key in ("a", "b") and crawler.key not in logged:
+                    logged[crawler.key] = logged_scrapy_settings(workdir / f"{crawler.key}-n{products}-{i}.stderr")
                 if not keep:
                     items_path.unlink()
                 note = ""
+                if result.other_cpu_pct > BACKGROUND_WARN_PCT:
+                    note += f"  WARNING: other processes used {result.other_cpu_pct:.0f}% of a core meanwhile"
                 if result.pages != expected_pages or result.non_200:
-                    note = f"  WARNING: {result.pages} requests (expected {expected_pages}), {result.non_200} not 200"
+                    info["keep_workdir"] = True
+                    log_copy = workdir / f"{crawler.key}-n{products}-{i}.access.log"
+                    note += (
+                        f"  WARNING: {result.pages} requests (expected {expected_pages}), {result.non_200} not 200"
+                        f" (requests: {log_copy})"
+                    )
                 log(
                     f"    {result.wall_s:6.1f}s  {result.pages_per_s:7.1f} pages/s  {result.cpu_pct:5.1f}% CPU  "
                     f"{result.peak_rss_mib:6.1f} MiB  {result.items} items ok{note}"
                 )
                 results.append(result)
+    a_settings, b_settings = logged.get("a"), logged.get("b")
+    if a_settings is not None and b_settings is not None:
+        diffs = settings_differences(a_settings, b_settings)
+        info["engine_settings_a"] = [d for d in diffs if "wfcrawl" in d]
+        info["settings_differences_a_b"] = [d for d in diffs if "wfcrawl" not in d]
+        for diff in info["settings_differences_a_b"]:
+            log(f"  WARNING: (a) and (b) ran with different Scrapy settings: {diff}")
     return results, info
 
 
@@ -391,6 +506,7 @@ METRICS: tuple[tuple[str, str, int], ...] = (
     ("pages_per_s", "pages/s", 0),
     ("items_per_s", "items/s", 0),
     ("cpu_pct", "CPU %", 0),
+    ("cpu_ms_per_page", "CPU ms/page", 2),
     ("peak_rss_mib", "peak RSS MiB", 0),
     ("wall_s", "wall s", 1),
 )
@@ -403,6 +519,8 @@ def summarize(results: Sequence[RunResult]) -> dict[str, dict[str, Stat]]:
         out[key] = {m: Stat.of([getattr(r, m) for r in rs]) for m, _, _ in METRICS}
         out[key]["pages"] = Stat.of([r.pages for r in rs])
         out[key]["items"] = Stat.of([r.items for r in rs])
+        out[key]["nginx_cpu_pct"] = Stat.of([r.nginx_cpu_pct for r in rs])
+        out[key]["other_cpu_pct"] = Stat.of([r.other_cpu_pct for r in rs])
     return out
 
 
@@ -449,14 +567,37 @@ def render_report(
     for key, stats in summary.items():
         cells = [stats["pages"].fmt(), stats["items"].fmt()] + [stats[m].fmt(d) for m, _, d in METRICS]
         lines.append(f"| {labels[key]} | " + " | ".join(cells) + " |")
-    ratios = []
+    speed, cost = [], []
     if "a" in summary:
         for other in ("b", "c"):
             if other in summary:
-                r = summary["a"]["pages_per_s"].median / summary[other]["pages_per_s"].median
-                ratios.append(f"a/{other} = **{r:.2f}**")
-    if ratios:
-        lines += ["", "Median pages/s ratio: " + ", ".join(ratios) + " (> 1: wfcrawl is faster)."]
+                a, o = summary["a"], summary[other]
+                speed.append(f"a/{other} = **{a['pages_per_s'].median / o['pages_per_s'].median:.2f}**")
+                cost.append(f"a/{other} = {a['cpu_ms_per_page'].median / o['cpu_ms_per_page'].median:.2f}")
+    if speed:
+        lines += [
+            "",
+            "Median pages/s ratio: " + ", ".join(speed) + " (> 1: wfcrawl is faster). "
+            "Median CPU ms/page ratio: " + ", ".join(cost) + " (< 1: wfcrawl needs less CPU per page).",
+        ]
+    nginx = ", ".join(f"{k} {s['nginx_cpu_pct'].median:.0f}%" for k, s in summary.items())
+    lines += ["", f"nginx's CPU (share of one core, median): {nginx}."]
+    busy = [
+        f"{labels[k]} {s['other_cpu_pct'].max:.0f}%"
+        for k, s in summary.items()
+        if s["other_cpu_pct"].max > BACKGROUND_WARN_PCT
+    ]
+    if busy:
+        lines += [
+            "",
+            "**Warning**: other processes were busy during some runs (max share of one core): "
+            + ", ".join(busy) + "; these figures are not reliable, rerun on an idle machine.",
+        ]
+    diffs = info.get("settings_differences_a_b")
+    if diffs:
+        lines += ["", "**Warning**: (a) and (b) did not run with the same Scrapy settings: " + "; ".join(diffs) + "."]
+    elif diffs is not None:
+        lines += ["", "(a) and (b) logged the same Scrapy settings, apart from wfcrawl's own components."]
     if flat:
         lines += [
             "",
@@ -498,6 +639,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     selected = [all_crawlers[k] for k in dict.fromkeys(keys)]
     labels = {c.key: c.label for c in selected}
 
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        log(f"WARNING: load average {load:.1f} on {os.cpu_count()} CPUs: other work will skew the figures")
     workdir = Path(tempfile.mkdtemp(prefix="wfcrawl-bench-"))
     ok = False
     try:
@@ -510,8 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         flat: dict[str, dict[str, float]] | None = None
         flat_results: list[RunResult] = []
+        flat_info: dict[str, Any] = {}
         if args.flat_products and args.flat_products < args.products:
-            flat_results, _ = run_series(
+            flat_results, flat_info = run_series(
                 selected, args.flat_products, args.seed, args.flat_runs or args.runs, workdir, args.timeout, args.keep
             )
             small = summarize(flat_results)
@@ -523,6 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
                 for k in summary
             }
+        keep_logs = bool(info.pop("keep_workdir", False) or flat_info.pop("keep_workdir", False))
         vers = versions()
         print(render_report(labels, summary, info, args.runs, vers, flat, args.flat_products))
         if args.json:
@@ -546,7 +692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + "\n"
             )
             log(f"wrote {args.json}")
-        ok = True
+        # keep the logs when a run made unexpected requests
+        ok = not keep_logs
         return 0
     except BenchError as exc:
         log(f"\nBENCHMARK FAILED: {exc}")

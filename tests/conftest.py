@@ -112,4 +112,4 @@ def stat_items(stats: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in stats.items() if k.startswith(prefix)}
 
 
-__all__: Sequence[str] = ["Crawl", "ROOT", "IN_CI", "require_service", "run_crawl", "stat_items"]
+__all__: Sequence[str] = ["IN_CI", "ROOT", "Crawl", "require_service", "run_crawl", "stat_items"]

@@ -3,6 +3,7 @@ with its exact item set (the demo and shop examples have their own tests)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def test_polite_example(fresh_server: MockServer, crawl: Callable[..., Crawl]) -
     records = [r for r in fresh_server.requests if r.path != "/robots.txt"]
     assert len(records) == 11
     assert {r.headers.get("User-Agent") for r in records} == {"wfcrawl-example/1.0 (+https://example.com/bot)"}
-    gaps = [b.time - a.time for a, b in zip(records, records[1:])]
+    gaps = [b.time - a.time for a, b in itertools.pairwise(records)]
     # The server timestamps requests when it reads them; 20 ms covers scheduling jitter.
     assert min(gaps) >= 0.25 - 0.02, gaps
     assert fresh_server.paths()[0] == "/robots.txt"

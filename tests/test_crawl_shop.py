@@ -158,4 +158,10 @@ def test_stats(shop_crawl: tuple[Crawl, str]) -> None:
         "items/product": 7, "items/seller": 2,
         "items/dropped/missing_required": 1, "items/dropped/missing_required/product": 1,
         "links/extracted": 19, "links/scheduled": 19,
+        # Per phase (wfcrawl.extensions.progress.PhaseStats): the seller page of every product is one of 2.
+        "phases/home/scheduled": 1, "phases/home/requests": 1,
+        "phases/listing/scheduled": 3, "phases/listing/requests": 3,
+        "phases/product/scheduled": 8, "phases/product/requests": 8, "phases/product/items": 7,
+        "phases/seller/scheduled": 8, "phases/seller/duplicates": 6, "phases/seller/requests": 2,
+        "phases/seller/items": 2,
     }

@@ -66,6 +66,11 @@ CASES: list[tuple[str, str, list[str]]] = [
         ["3:13: $: JSON syntax error: Expecting property name enclosed in double quotes"],
     ),
     ("empty_document", "# nothing\n", ["1:1: $: the document is empty"]),
+    (
+        "control_character",
+        "name: shop\nstart_urls: [a\x81b]\n",
+        ["2:15: $: YAML syntax error: unacceptable character #x0081: special characters are not allowed"],
+    ),
     ("not_a_mapping", "- a\n- b\n", ["1:1: $: must be a mapping, not a list"]),
     (
         "duplicate_key",

@@ -11,17 +11,39 @@ from __future__ import annotations
 import os
 
 from scrapy.settings import BaseSettings
+from scrapy.utils.misc import load_object
 
+from wfcrawl.render.setup import install_rendering
+from wfcrawl.scheduler.setup import install_redis_scheduler
 from wfcrawl.settings.defaults import DEFAULTS, FAST_PROFILE, SAFE_DEFAULTS
 
 #: (setting, component class path), order: what the add-on plugs into Scrapy.
 COMPONENTS: tuple[tuple[tuple[str, str], int], ...] = (
     (("EXTENSIONS", "wfcrawl.extensions.summary.CrawlSummary"), 900),
     (("EXTENSIONS", "wfcrawl.extensions.statsfile.StatsFile"), 910),
+    # SSRF guard (docs/launching.md): NotConfigured unless WFCRAWL_SSRF_GUARD_ENABLED
+    # (launchers set it). First of all: it must not depend on a workflow's allowed_domains.
+    (("DOWNLOADER_MIDDLEWARES", "wfcrawl.middlewares.ssrf.SSRFGuardMiddleware"), 10),
+    # Storage (docs/storage.md): each is NotConfigured until DATABASE_URL / GCS_BUCKET is set.
+    (("ITEM_PIPELINES", "wfcrawl.pipelines.validation.ItemValidationPipeline"), 100),
+    (("ITEM_PIPELINES", "wfcrawl.pipelines.postgres.PostgresPipeline"), 500),
+    (("ITEM_PIPELINES", "wfcrawl.pipelines.gcs.GcsPipeline"), 510),
+    (("EXTENSIONS", "wfcrawl.extensions.executions.ExecutionRecorder"), 920),
+    # Operations (docs/operations.md): metrics are NotConfigured without a port or
+    # Pushgateway, webhooks without receivers.
+    (("EXTENSIONS", "wfcrawl.extensions.progress.PhaseStats"), 800),
+    (("EXTENSIONS", "wfcrawl.extensions.progress.CrawlProgress"), 810),
+    (("EXTENSIONS", "wfcrawl.extensions.metrics.PrometheusMetrics"), 820),
+    (("EXTENSIONS", "wfcrawl.extensions.webhooks.Webhooks"), 830),
 )
 
 #: Environment variables read into settings of the same name.
-ENVIRONMENT_SETTINGS: tuple[str, ...] = ()
+ENVIRONMENT_SETTINGS: tuple[str, ...] = (
+    "DATABASE_URL", "GCS_BUCKET", "REDIS_URL",
+    "WFCRAWL_METRICS_PORT", "WFCRAWL_METRICS_PUSHGATEWAY", "WFCRAWL_WEBHOOKS_SECRET",
+    # Launcher secrets (docs/launching.md): kept out of command lines and images.
+    "WFCRAWL_API_KEYS", "WFCRAWL_PUSH_SECRET",
+)
 
 
 class WfcrawlAddon:
@@ -38,5 +60,15 @@ class WfcrawlAddon:
             for name, value in FAST_PROFILE.items():
                 settings.set(name, value, priority="addon")
         # setdefault: a project that set (or disabled with None) a component keeps its choice.
-        for component, order in COMPONENTS:
-            settings.setdefault_in_component_priority_dict(component[0], component[1], order)
+        for (setting, path), order in COMPONENTS:
+            settings.setdefault_in_component_priority_dict(setting, load_object(path), order)
+        if settings.getpriority("STATS_CLASS") == 0:  # Scrapy's default: not the project's choice
+            # Scrapy's MemoryStatsCollector that also records which stats are
+            # counters, for the Prometheus export (docs/operations.md).
+            settings.set("STATS_CLASS", "wfcrawl.extensions.statsmetrics.MetricsStatsCollector", priority="addon")
+        # Last: it reads the concurrency set above and by the workflow. Only when
+        # a workflow renders (or WFCRAWL_RENDER_ENABLED) is scrapy-playwright used.
+        install_rendering(settings)
+        # With REDIS_URL: scrapy-redis's scheduler with wfcrawl's leased queue,
+        # dupefilter and serializer (docs/distributed.md); without: nothing changes.
+        install_redis_scheduler(settings)

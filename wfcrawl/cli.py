@@ -3,6 +3,7 @@
 ``wfcrawl run FILE``       crawl a workflow (``scrapy crawl workflow`` with its options)
 ``wfcrawl validate FILE``  check workflow documents; non-zero exit on any problem
 ``wfcrawl demo``           serve the bundled demo shop locally and crawl it
+``wfcrawl scheduler``      launch scheduled workflows (cron), once across replicas
 """
 
 from __future__ import annotations
@@ -61,15 +62,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--out", default="demo-items.jsonl", help="items file (JSON lines)")
     demo.add_argument("--workflow", default=None, help="workflow file (default: the bundled demo)")
 
+    from wfcrawl.commands.launcher import add_commands, run_command
+
+    add_commands(sub)  # serve, listen, pubsub setup, api-key (docs/launching.md)
+
+    scheduler = sub.add_parser(
+        "scheduler", help="launch scheduled workflows (cron) once across replicas",
+        description="Launch the due slots of workflows with a schedule: block (registered with the "
+        "launcher, or FILEs). See docs/operations.md.",
+    )
+    scheduler.add_argument("files", nargs="*", help="workflow files to schedule besides the registered ones")
+    scheduler.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE")
+    scheduler.add_argument("--once", action="store_true", help="one tick, wait for its crawls, exit")
+
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
         return _run(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "scheduler":
+        from wfcrawl.exceptions import ConfigurationError
+        from wfcrawl.scheduling.command import parse_overrides, run_scheduler
+
+        try:
+            return run_scheduler(args.files, parse_overrides(args.settings), once=args.once)
+        except ConfigurationError as exc:
+            print(f"wfcrawl scheduler: {exc}", file=sys.stderr)
+            return 2
     if args.command == "validate":
         from wfcrawl.commands.validate import validate_files
 
         return validate_files(args.files)
+    if hasattr(args, "handler"):
+        return run_command(args)
     from wfcrawl.demo import run_demo
 
     return run_demo(args.out, args.workflow)

@@ -21,6 +21,7 @@ class Command(ScrapyCrawlCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if args and args[0] == "workflow":
             try:
+                assert self.settings is not None
                 plan_for_crawl(self.settings, opts.spargs)
             except WfcrawlError as exc:
                 print(exc, file=sys.stderr)

@@ -84,7 +84,7 @@ def build_site() -> dict[str, bytes]:
 class _Handler(BaseHTTPRequestHandler):
     pages: dict[str, bytes] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         body = self.pages.get(self.path.split("?", 1)[0])
         status = 200 if body is not None else 404
         body = body if body is not None else b"not found"

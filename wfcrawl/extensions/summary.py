@@ -62,8 +62,11 @@ class CrawlSummary:
     def spider_closed(self, spider: Spider, reason: str) -> None:
         assert self.crawler.stats is not None
         stats = self.crawler.stats.get_stats()
+        from wfcrawl.extensions.progress import phase_table, phases_of  # per phase: requests, items, queue
+
+        table = phase_table(stats, phases_of(stats, spider))
         logger.info(
             "Workflow %s finished (%s)\n%s",
-            stats.get("wfcrawl/workflow", "?"), reason, summarize(stats),
+            stats.get("wfcrawl/workflow", "?"), reason, "\n".join(filter(None, (summarize(stats), table))),
             extra={"spider": spider},
         )

@@ -29,7 +29,7 @@ def _flatten(data: Any) -> Iterator[dict[str, Any]]:
 
 def objects(response: Any, context: ScriptContext) -> Iterator[Any]:
     wanted = context.args.get("types")
-    found = []
+    found: list[dict[str, Any]] = []
     for text in response.xpath('//script[@type="application/ld+json"]/text()').getall():
         try:
             found.extend(_flatten(json.loads(text)))

@@ -6,6 +6,8 @@
 ``wfcrawl_markers``    marker chain from the start URL, consecutive repeats once (list)
 ``wfcrawl_depth``      link hops from the start URL (int; 0 for seeds)
 ``wfcrawl_page``       page counter of ``paginate`` nodes (int, only on paged links)
+``wfcrawl_render``     render block: fetch in a browser (dict, docs/rendering.md)
+``wfcrawl_render_result``  set on rendered responses: clicks, scrolls, file paths (dict)
 =====================  =========================================================
 """
 
@@ -16,3 +18,5 @@ MARKER = "wfcrawl_marker"
 MARKERS = "wfcrawl_markers"
 DEPTH = "wfcrawl_depth"
 PAGE = "wfcrawl_page"
+RENDER = "wfcrawl_render"
+RENDER_RESULT = "wfcrawl_render_result"

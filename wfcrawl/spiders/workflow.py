@@ -22,19 +22,21 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from form2request import form2request
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
-from form2request import form2request
 from scrapy.http import Response, TextResponse
 from scrapy.settings import BaseSettings
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from wfcrawl.exceptions import ConfigurationError
+from wfcrawl.render.setup import apply_render_policy
 from wfcrawl.settings.policy import apply_workflow_policy
 from wfcrawl.spiders import meta as M
-from wfcrawl.workflow import load_plan
+from wfcrawl.launcher.bundled import bundled_document
+from wfcrawl.workflow import load_plan, load_text
 from wfcrawl.workflow.plan import FormSubmit, Item, Link, NotJSON, Page, Phase, Plan
 
 logger = logging.getLogger(__name__)
@@ -53,10 +55,14 @@ def plan_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> Pl
             "scrapy crawl workflow -a workflow=path/to/workflow.yaml"
         )
     script_modules = settings.getlist("WFCRAWL_SCRIPT_MODULES")
-    plan = load_plan(
-        path, base_url=spider_args.get("base_url"),
-        script_modules=tuple(script_modules) if script_modules else None,
-    )
+    options: dict[str, Any] = {
+        "base_url": spider_args.get("base_url"),
+        "script_modules": tuple(script_modules) if script_modules else None,
+    }
+    # Not a file: maybe the name of a workflow bundled in the package (scrapyd:
+    # `schedule.json -d workflow=shop`, the egg holds wfcrawl/examples/shop.yaml).
+    bundled = bundled_document(path)
+    plan = load_text(bundled, f"bundled:{path}", **options) if bundled is not None else load_plan(path, **options)
     missing = [name for name in plan.env_names if name not in os.environ]
     if missing:
         raise ConfigurationError(
@@ -81,6 +87,7 @@ class WorkflowSpider(Spider):
 
     plan: Plan
     execution_id: str
+    execution_id_given: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -92,10 +99,13 @@ class WorkflowSpider(Spider):
         spider: WorkflowSpider = super().from_crawler(crawler, *args, **kwargs)
         spider.plan = plan
         spider.execution_id = kwargs.get("execution_id") or uuid.uuid4().hex[:12]
-        spider.allowed_domains = list(plan.allowed_domains)
+        # A distributed crawl (REDIS_URL) needs the same id in every instance: generated is an error there.
+        spider.execution_id_given = bool(kwargs.get("execution_id"))
+        spider.allowed_domains = list(plan.allowed_domains)  # type: ignore[attr-defined]
         # Before the crawler applies its settings: the workflow's policy takes
         # effect at "spider" priority, so `-s` on the command line still wins.
         apply_workflow_policy(crawler.settings, plan)
+        apply_render_policy(crawler.settings, plan)  # before the add-on installs the browser
         return spider
 
     # ------------------------------------------------------------ requests
@@ -108,13 +118,18 @@ class WorkflowSpider(Spider):
 
     def _request(
         self, url: str, phase: str, marker: str, markers: tuple[str, ...], depth: int,
-        page: int | None, priority: int,
+        page: int | None, priority: int, render: Mapping[str, Any] | None = None,
     ) -> Request:
         meta: dict[str, Any] = {
             M.PHASE: phase, M.MARKER: marker, M.MARKERS: list(markers), M.DEPTH: depth,
         }
         if page is not None:
             meta[M.PAGE] = page
+        # A node's render block wins over the target phase's; the plan's dict is
+        # shared by all its requests (plain data, never mutated).
+        render = render if render is not None else self.plan.phases[phase].render
+        if render is not None:
+            meta[M.RENDER] = render
         return Request(url, callback=self.parse, errback=self.on_error, meta=meta, priority=priority)
 
     def _follow(self, link: Link, phase: Phase, page: Page) -> Request | None:
@@ -129,7 +144,8 @@ class WorkflowSpider(Spider):
             return None
         stats.inc_value("wfcrawl/links/scheduled")
         chain = page.markers if page.markers[-1] == link.marker else (*page.markers, link.marker)
-        return self._request(link.url, transition.to, link.marker, chain, depth, link.page, transition.priority)
+        return self._request(link.url, transition.to, link.marker, chain, depth, link.page, transition.priority,
+                             link.render)
 
     def _form_request(self, submit: FormSubmit, response: TextResponse, page: Page) -> Request | None:
         """The submission of a form of the page (hidden fields such as CSRF
@@ -155,10 +171,13 @@ class WorkflowSpider(Spider):
             data[field_name] = os.environ[env_name]
         meta = {M.PHASE: node.phase, M.MARKER: node.marker, M.MARKERS: [*page.markers, node.marker],
                 M.DEPTH: page.depth + 1}
+        if self.plan.phases[node.phase].render is not None:
+            meta[M.RENDER] = self.plan.phases[node.phase].render
         self.crawler.stats.inc_value("wfcrawl/forms/submitted")
-        return form2request(form, data, click=click).to_scrapy(
+        request: Request = form2request(form, data, click=click).to_scrapy(
             callback=self.parse, errback=self.on_error, meta=meta, dont_filter=True,
         )
+        return request
 
     # ------------------------------------------------------------ responses
 
@@ -216,7 +235,7 @@ class WorkflowSpider(Spider):
 
     def _provenance(self, page: Page) -> dict[str, Any]:
         # One dict per response, shared (read-only) by its items: cheap provenance.
-        return {
+        provenance: dict[str, Any] = {
             "workflow": self.plan.name,
             "execution_id": self.execution_id,
             "url": page.url,
@@ -225,10 +244,14 @@ class WorkflowSpider(Spider):
             "depth": page.depth,
             "fetched_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         }
+        render = page.response.meta.get(M.RENDER_RESULT)
+        if render is not None:  # rendered in a browser: clicks, scrolls, screenshot/html paths
+            provenance["render"] = render
+        return provenance
 
     def on_error(self, failure: Failure) -> None:
         """Count a page that could not be fetched, by reason; the crawl goes on."""
-        reason = failure_reason(failure.value)
+        reason = failure_reason(failure.value) if failure.value is not None else "unknown"
         self.crawler.stats.inc_value("wfcrawl/pages/failed")
         self.crawler.stats.inc_value(f"wfcrawl/pages/failed/{reason}")
         request = getattr(failure, "request", None)

@@ -20,7 +20,7 @@ from wfcrawl.exceptions import Problem
 from wfcrawl.render import spec as render_spec  # module import: no cycle through wfcrawl.workflow
 from wfcrawl.workflow.fields import COERCERS, Field
 from wfcrawl.workflow.plan import (
-    ExtractNode, FormNode, LinksNode, Node, PaginateNode, Phase, Plan, ScriptNode,
+    ExtractNode, FormNode, ItemSpec, LinksNode, Node, PaginateNode, Phase, Plan, ScriptNode,
     StartURL, Transition,
 )
 from wfcrawl.workflow.selectors import Selection, SelectionError, compile_selection, jmespath_message
@@ -275,6 +275,57 @@ class _Compiler:
                 self.error((*path, "phase"), f"unknown phase {spec['phase']!r}; phases: {', '.join(self.doc['phases'])}")
         return tuple(out)
 
+    def items(self, phases_spec: dict[str, Any]) -> dict[str, ItemSpec]:
+        """The ``items:`` section: key fields, table and JSON Schema per item type."""
+        from jsonschema import Draft202012Validator
+
+        from wfcrawl.storage.connection import RESERVED_TABLES
+        from wfcrawl.workflow.source import json_path
+
+        producers: dict[str, list[tuple[DocPath, list[str]]]] = {}
+        scripts = False
+        for pname, pspec in phases_spec.items():
+            for i, nspec in enumerate(pspec["nodes"]):
+                if nspec["type"] == "extract":
+                    producers.setdefault(nspec["item"], []).append((("phases", pname, "nodes", i), list(nspec["fields"])))
+                scripts = scripts or nspec["type"] == "script"
+        out: dict[str, ItemSpec] = {}
+        for item_type, spec in self.doc.get("items", {}).items():
+            path: DocPath = ("items", item_type)
+            if item_type not in producers and not scripts:
+                self.error(path, f"no extract or script node produces items of type {item_type!r}", key=True)
+            for i, name in enumerate(spec.get("key", ())):
+                for npath, fields in producers.get(item_type, ()):
+                    if name not in fields:
+                        self.error((*path, "key", i), f"key field {name!r} is not a field of {json_path(npath)} (fields: {', '.join(fields)})")
+                        break
+            if spec.get("table") in RESERVED_TABLES:
+                self.error((*path, "table"), f"table name {spec['table']!r} is reserved by wfcrawl")
+            validator = None
+            if "schema" in spec:
+                meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+                errors = sorted(meta.iter_errors(spec["schema"]), key=lambda e: list(map(str, e.absolute_path)))
+                for exc in errors:
+                    self.error((*path, "schema", *exc.absolute_path), f"invalid JSON Schema: {exc.message}")
+                if not errors:
+                    validator = Draft202012Validator(spec["schema"], format_checker=Draft202012Validator.FORMAT_CHECKER)
+            out[item_type] = ItemSpec(item_type, tuple(spec.get("key", ())), spec.get("table"), spec.get("schema"), validator)
+        return out
+
+    def operations(self) -> tuple[tuple[Any, ...], Any]:
+        """The ``webhooks:`` list and the ``schedule:`` block (docs/operations.md)."""
+        from wfcrawl.scheduling import cron  # croniter only when a document has a schedule
+        from wfcrawl.workflow.plan import Webhook
+
+        hooks = tuple(
+            Webhook(spec["url"], frozenset(spec.get("events", ("finished", "failed"))), spec.get("secret_env"))
+            for spec in self.doc.get("webhooks", ())
+        )
+        schedule = None
+        if "schedule" in self.doc:
+            schedule = cron.compile_schedule(self.doc["schedule"], ("schedule",), self.error)
+        return hooks, schedule
+
     def compile(self) -> Plan | None:
         doc = self.doc
         phases_spec: dict[str, Any] = doc["phases"]
@@ -321,6 +372,8 @@ class _Compiler:
         for pname in phases_spec:
             if pname not in reachable:
                 self.error(("phases", pname), f"phase {pname!r} is unreachable: no start URL, transition or form leads to it", key=True)
+        items = self.items(phases_spec)
+        webhooks, schedule = self.operations()
         if self.problems:
             return None
         rate = doc.get("rate_limit", {})
@@ -336,6 +389,9 @@ class _Compiler:
             user_agent=doc.get("user_agent"),
             obey_robots=doc.get("obey_robots", True),
             env_names=tuple(dict.fromkeys(self.env_names)),
+            items=items,
+            webhooks=webhooks,
+            schedule=schedule,
         )
 
 

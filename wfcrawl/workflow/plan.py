@@ -373,6 +373,37 @@ class StartURL:
 
 
 @dataclass(frozen=True)
+class ItemSpec:
+    """Storage and validation of one item type (the document's ``items:`` section)."""
+
+    type: str
+    key: tuple[str, ...] = ()
+    table: str | None = None
+    schema: Mapping[str, Any] | None = None
+    validator: Any = None  # the compiled JSON Schema validator (jsonschema), or None
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A URL notified of execution events (the document's ``webhooks:`` list)."""
+
+    url: str
+    events: frozenset[str]
+    #: Environment variable holding this hook's HMAC secret; None: WFCRAWL_WEBHOOKS_SECRET.
+    secret_env: str | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When ``wfcrawl scheduler`` launches the workflow (the ``schedule:`` block)."""
+
+    cron: str
+    timezone: str = "UTC"
+    catch_up: str = "latest"  # latest | all | none (docs/operations.md)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything the spider knows about a workflow."""
 
@@ -387,3 +418,6 @@ class Plan:
     user_agent: str | None
     obey_robots: bool | None
     env_names: tuple[str, ...] = field(default=())
+    items: Mapping[str, ItemSpec] = field(default_factory=dict)
+    webhooks: tuple[Webhook, ...] = ()
+    schedule: Schedule | None = None

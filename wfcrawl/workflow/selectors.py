@@ -8,8 +8,9 @@ nothing is parsed per response.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jmespath
 from lxml import etree

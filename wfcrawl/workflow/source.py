@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from wfcrawl.exceptions import Problem, WorkflowError
 
-PathKey = Union[str, int]
+PathKey = str | int
 DocPath = tuple[PathKey, ...]
 
 #: Documents larger than this are refused before parsing (untrusted input).
@@ -113,7 +113,12 @@ class _Builder:
         return self.loader.construct_object(node, deep=True)
 
 
-def _parse_error(name: str, exc: Exception) -> WorkflowError:
+def _parse_error(name: str, exc: Exception, text: str = "") -> WorkflowError:
+    if isinstance(exc, yaml.reader.ReaderError):
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        message = f"YAML syntax error: unacceptable character #x{exc.character:04x}: {exc.reason}"
+        return WorkflowError([Problem(name, line, column, "$", message, "parse")])
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     what = getattr(exc, "problem", None) or str(exc)
@@ -123,7 +128,11 @@ def _parse_error(name: str, exc: Exception) -> WorkflowError:
 
 
 def _compose(name: str, text: str) -> Source:
-    loader = _Loader(text)
+    try:
+        # The reader checks characters when it is created: inside the try.
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        raise _parse_error(name, exc, text) from None
     try:
         root = loader.get_single_node()
         builder = _Builder(name, loader)
@@ -133,7 +142,7 @@ def _compose(name: str, text: str) -> Source:
             )
         builder.source.data = builder.build(root, ())
     except yaml.YAMLError as exc:
-        raise _parse_error(name, exc) from None
+        raise _parse_error(name, exc, text) from None
     finally:
         loader.dispose()
     if builder.problems:
