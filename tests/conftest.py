@@ -107,9 +107,25 @@ def crawl(tmp_path: Path) -> Callable[..., Crawl]:
     return _crawl
 
 
+def problems(text: str, name: str = "wf.yaml") -> list[str]:
+    """Every problem of a workflow document as ``line:col: path: message``, sorted."""
+    from wfcrawl.exceptions import WorkflowError
+    from wfcrawl.workflow import check_source
+    from wfcrawl.workflow.source import parse_text
+
+    try:
+        source = parse_text(textwrap.dedent(text), name)
+    except WorkflowError as exc:
+        found = list(exc.problems)
+    else:
+        _, found = check_source(source)
+    assert all(p.file == name for p in found)
+    return [f"{p.line}:{p.column}: {p.path}: {p.message}" for p in sorted(found)]
+
+
 def stat_items(stats: dict[str, Any], prefix: str) -> dict[str, Any]:
     """The stats under ``prefix`` (prefix removed), for exact comparison."""
     return {k[len(prefix):]: v for k, v in stats.items() if k.startswith(prefix)}
 
 
-__all__: Sequence[str] = ["IN_CI", "ROOT", "Crawl", "require_service", "run_crawl", "stat_items"]
+__all__: Sequence[str] = ["IN_CI", "ROOT", "Crawl", "problems", "require_service", "run_crawl", "stat_items"]

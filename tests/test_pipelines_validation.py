@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,11 +9,11 @@ import pytest
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
+from tests.conftest import problems
 from wfcrawl.exceptions import WorkflowError
 from wfcrawl.pipelines.items import ItemKeys
 from wfcrawl.pipelines.validation import InvalidItem, ItemValidationPipeline
-from wfcrawl.workflow import check_source, load_text
-from wfcrawl.workflow.source import parse_text
+from wfcrawl.workflow import load_text
 
 DOC = """\
 name: shop
@@ -51,11 +50,6 @@ items:
         price: {type: number, minimum: 0}
         name: {type: string, minLength: 1}
 """
-
-
-def problems(text: str) -> list[str]:
-    _, found = check_source(parse_text(textwrap.dedent(text), "wf.yaml"))
-    return [f"{p.line}:{p.column}: {p.path}: {p.message}" for p in sorted(found)]
 
 
 def test_items_section_compiles_into_the_plan() -> None:

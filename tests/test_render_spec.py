@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
+from tests.conftest import problems
 from wfcrawl.render.spec import plan_renders
 from wfcrawl.workflow import check_source
 from wfcrawl.workflow.source import parse_text
@@ -32,11 +32,6 @@ phases:
         fields:
           name: h1::text
 """
-
-
-def problems(text: str) -> list[str]:
-    _, found = check_source(parse_text(textwrap.dedent(text), "wf.yaml"))
-    return [f"{p.line}:{p.column}: {p.path}: {p.message}" for p in sorted(found)]
 
 
 def with_render(block: str, node_block: str = "{wait_for: h1}") -> str:

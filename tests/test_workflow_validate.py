@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import problems
 from wfcrawl.exceptions import WorkflowError
 from wfcrawl.workflow import check_source, load_plan
 from wfcrawl.workflow.source import parse_text
@@ -30,18 +30,6 @@ phases:
         fields:
           name: h1::text
 """
-
-
-def problems(text: str, name: str = "wf.yaml") -> list[str]:
-    """Every problem as `line:col: path: message` (file name checked separately)."""
-    try:
-        source = parse_text(textwrap.dedent(text), name)
-    except WorkflowError as exc:
-        found = list(exc.problems)
-    else:
-        _, found = check_source(source)
-    assert all(p.file == name for p in found)
-    return [f"{p.line}:{p.column}: {p.path}: {p.message}" for p in sorted(found)]
 
 
 def test_good_document_has_no_problems() -> None:
