@@ -94,3 +94,36 @@ def test_required_field_drop_is_counted_and_logged_once(server: MockServer, craw
     ]
     assert result.stats["wfcrawl/items/dropped/missing_required/card"] == 1
     assert result.stderr.count("required field(s) price empty") == 1
+
+
+def test_phase_when_marker_turns_other_markers_away(server: MockServer, crawl: Callable[..., Crawl]) -> None:
+    # Category links (marker `category`) and the about page (marker `other`) both
+    # route to `page`; only category pages are processed there.
+    workflow = """\
+    name: markers
+    base_url: http://localhost
+    start_urls: [/shop/index.html]
+    obey_robots: false
+    phases:
+      home:
+        nodes:
+          - {type: extract_links, css: ul.categories a, marker: category}
+          - {type: extract_links, css: "a[href$='about.html']", marker: other}
+        transitions:
+          - {marker: [category, other], to: page}
+      page:
+        when_marker: category
+        nodes:
+          - type: extract
+            item: page
+            fields:
+              title: {css: title, required: true}
+    """
+    result = crawl(workflow, base_url=server.url)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.fields("page") == [
+        {"title": "Laptops (page 1) | Demo Shop"}, {"title": "Phones (page 1) | Demo Shop"},
+    ]
+    assert result.stats["wfcrawl/pages/page"] == 3
+    assert result.stats["wfcrawl/pages/skipped/marker"] == 1
+    assert {i["_meta"]["markers"][-1] for i in result.items} == {"category"}
