@@ -11,6 +11,11 @@ object is uploaded before the crawl ends (or, after
 
 Each line is the whole item: fields plus ``_type``, ``_key`` and ``_meta``, so
 consumers can deduplicate by ``(_meta.workflow, _type, _key)`` across re-crawls.
+
+Item and quarantine lines are reported to the crawl's
+:class:`~wfcrawl.durability.DurabilityTracker` (durable = its object uploaded), so
+the distributed scheduler releases a request's lease only once its items are in
+the bucket; when releases wait too long it asks for the open objects (:meth:`GcsPipeline.flush`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from wfcrawl.durability import DurabilityTracker
 from wfcrawl.exceptions import ConfigurationError
 from wfcrawl.pipelines.background import AbortedError, Pressure, SerialWorker
 from wfcrawl.pipelines.items import KEY, META, TYPE, ItemKeys, fields_of
@@ -90,7 +96,7 @@ class GcsConfig:
         return config
 
 
-@dataclass
+@dataclass(eq=False)
 class Part:
     """The open object of one folder."""
 
@@ -98,6 +104,8 @@ class Part:
     opened: float = field(default_factory=time.monotonic)
     lines: list[bytes] = field(default_factory=list)
     size: int = 0
+    #: Durability number of its first item or quarantine line (None: pages only).
+    first: int | None = None
 
 
 class GcsPipeline:
@@ -113,6 +121,9 @@ class GcsPipeline:
         self.worker: SerialWorker | None = None
         self.rotator = LoopingCall(self._tick)
         self.writer = GcsObjectWriter(config.bucket, endpoint=config.endpoint, token=config.token, project=config.project)
+        self.durability = DurabilityTracker.of(crawler).register("gcs", self.flush)
+        self.uploading: list[Part] = []  # sealed, not uploaded yet
+        self._given_up: list[int | None] = []  # first numbers of objects spilled, never durable
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> GcsPipeline:
@@ -161,7 +172,7 @@ class GcsPipeline:
         if isinstance(item, dict):
             # Without the validation pipeline (disabled) the key is computed here.
             record = item if item.get(KEY) else {**item, KEY: self.keys.key(item)[0]}
-            self._append(segment(str(item.get(TYPE, ""))), self._line(record))
+            self._append(segment(str(item.get(TYPE, ""))), self._line(record), item=True)
             if self.pressure.full:
                 self.stats.inc_value(f"{PREFIX}/backpressure")
                 # Open objects are what we hold; uploading them now is how room is made.
@@ -177,7 +188,7 @@ class GcsPipeline:
             return
         record = {TYPE: item.get(TYPE), KEY: item.get(KEY), META: item.get(META),
                   "errors": exception.errors, "item": fields_of(item)}
-        self._append(f"_quarantine/{segment(str(item.get(TYPE, '')))}", self._line(record))
+        self._append(f"_quarantine/{segment(str(item.get(TYPE, '')))}", self._line(record), item=True)
         self.stats.inc_value(f"{PREFIX}/items/quarantined")
 
     def response_received(self, response: Response, request: Request, spider: Spider) -> None:
@@ -201,10 +212,14 @@ class GcsPipeline:
 
     # ------------------------------------------------------------ objects
 
-    def _append(self, folder: str, line: bytes) -> None:
+    def _append(self, folder: str, line: bytes, *, item: bool = False) -> None:
         part = self.parts.get(folder)
         if part is None:
             part = self.parts[folder] = Part(folder)
+        if item:
+            seq = self.durability.accept()
+            if part.first is None:
+                part.first = seq
         part.lines.append(line)
         part.size += len(line)
         self.pressure.add(len(line))
@@ -216,9 +231,21 @@ class GcsPipeline:
         for folder in [f for f, p in self.parts.items() if now - p.opened >= self.config.max_age]:
             self._seal(folder)
 
+    def flush(self) -> None:
+        """Upload every open object holding items now (the durability barrier asks when leases wait)."""
+        if self.worker is None:
+            return
+        for folder in [f for f, p in self.parts.items() if p.first is not None]:
+            self._seal(folder)
+
+    def _settle(self) -> None:
+        firsts = (p.first for p in (*self.parts.values(), *self.uploading))
+        self.durability.settle([*self._given_up, *firsts])
+
     def _seal(self, folder: str) -> None:
         part = self.parts.pop(folder)
         assert self.worker is not None
+        self.uploading.append(part)
         seq = self.seq.get(folder, 0)
         self.seq[folder] = seq + 1
         path = f"{self.folder}/{folder}/{part_name(self.config.instance, seq)}"
@@ -227,6 +254,8 @@ class GcsPipeline:
         d.addCallbacks(self._uploaded, self._failed, callbackArgs=(part,), errbackArgs=(path, part))
 
     def _uploaded(self, compressed: int, part: Part) -> None:
+        self.uploading.remove(part)
+        self._settle()
         self.stats.inc_value(f"{PREFIX}/objects")
         self.stats.inc_value(f"{PREFIX}/bytes", compressed)
         if not part.folder.startswith("_"):
@@ -234,6 +263,9 @@ class GcsPipeline:
         self.pressure.release(part.size)
 
     def _failed(self, failure: Failure, path: str, part: Part) -> None:
+        # Spilled at close, not uploaded: the leases of its requests go back to the queue.
+        self.uploading.remove(part)
+        self._given_up.append(part.first)
         if not isinstance(failure.value, AbortedError):
             logger.error("GCS upload of %s failed unexpectedly", path, exc_info=failure.value)
         self.unwritten.append((path, part.lines))
@@ -267,6 +299,7 @@ class GcsPipeline:
             )
         self.pressure.release_all()
         self.worker.stop()
+        self.worker = None  # closed: a late flush() finds nothing to do
 
 
 def _spill(root: Path, objects: list[tuple[str, list[bytes]]]) -> int:

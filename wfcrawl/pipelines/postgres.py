@@ -11,6 +11,10 @@ rows wait, ``process_item`` waits too (back-pressure on the crawl). The crawl
 closes only after the last batch is committed, or, after
 ``WFCRAWL_STORAGE_CLOSE_TIMEOUT``, after the unwritten rows went to a spill file.
 
+Every row is reported to the crawl's :class:`~wfcrawl.durability.DurabilityTracker`
+when it is buffered and again when its batch is committed, so the distributed
+scheduler releases a request's lease only once its rows are in the database.
+
 Items dropped as invalid (:class:`wfcrawl.pipelines.validation.InvalidItem`)
 go to the ``quarantine`` table with their validation errors.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +36,7 @@ from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from wfcrawl.durability import DurabilityTracker
 from wfcrawl.exceptions import ConfigurationError, WfcrawlError
 from wfcrawl.pipelines.background import AbortedError, Pressure, SerialWorker
 from wfcrawl.pipelines.items import KEY, TYPE, ItemKeys, fields_of, provenance
@@ -98,6 +104,11 @@ class _Writer:
     writer: PostgresItemWriter
     worker: SerialWorker
     batch: PgBatch = field(default_factory=PgBatch)
+    #: Durability number of the first row of ``batch`` (None: empty).
+    first: int | None = None
+    #: First numbers of the batches submitted and not done, oldest first (the
+    #: worker writes them in this order).
+    inflight: deque[int | None] = field(default_factory=deque)
 
 
 class PostgresPipeline:
@@ -112,6 +123,8 @@ class PostgresPipeline:
         self.writers: list[_Writer] = []
         self.flusher = LoopingCall(self._tick)
         self._waiting = False
+        self.durability = DurabilityTracker.of(crawler).register("postgres", self.flush)
+        self._given_up: list[int | None] = []  # first numbers of batches spilled, never durable
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> PostgresPipeline:
@@ -193,6 +206,7 @@ class PostgresPipeline:
     def _add(self, item: dict[str, Any]) -> None:
         row = (*self._row(item), self._json(fields_of(item)))
         w = self._writer_for(row)
+        self._accept(w)
         before = len(w.batch)
         w.batch.add(self.tables.get(row[1], "items"), row)
         self.pressure.add(len(w.batch) - before)
@@ -206,11 +220,30 @@ class PostgresPipeline:
             return  # not opened (failed start)
         row = (*self._row(item), "invalid", self._json(exception.errors), self._json(fields_of(item)))
         w = self._writer_for(row)
+        self._accept(w)
         before = len(w.batch)
         w.batch.add_quarantine(row)
         self.pressure.add(len(w.batch) - before)
 
+    def _accept(self, w: _Writer) -> None:
+        seq = self.durability.accept()
+        if w.first is None:
+            w.first = seq
+
     # ------------------------------------------------------------ batches
+
+    def flush(self) -> None:
+        """Start writing every buffered row now (the durability barrier asks when leases wait)."""
+        for w in self.writers:
+            self._flush(w)
+
+    def _settle(self) -> None:
+        pending: list[int | None] = [*self._given_up]
+        for w in self.writers:
+            pending.append(w.first)
+            if w.inflight:
+                pending.append(w.inflight[0])  # a writer's batches complete in order
+        self.durability.settle(pending)
 
     def _tick(self) -> None:
         # Time-based flush; while a write is in flight the buffer keeps filling
@@ -223,11 +256,15 @@ class PostgresPipeline:
         if not len(w.batch):
             return
         batch, w.batch = w.batch, PgBatch()
+        w.inflight.append(w.first)
+        w.first = None
         self.stats.inc_value(f"{PREFIX}/items/superseded", batch.superseded)
         d = w.worker.submit(w.writer.write, batch)
-        d.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+        d.addCallbacks(self._written, self._failed, callbackArgs=(batch, w), errbackArgs=(batch, w))
 
-    def _written(self, result: WriteResult, batch: PgBatch) -> None:
+    def _written(self, result: WriteResult, batch: PgBatch, w: _Writer) -> None:
+        w.inflight.popleft()
+        self._settle()
         self.stats.inc_value(f"{PREFIX}/batches")
         self.stats.inc_value(f"{PREFIX}/items/inserted", result.inserted)
         self.stats.inc_value(f"{PREFIX}/items/updated", result.updated)
@@ -238,7 +275,9 @@ class PostgresPipeline:
         self._waiting = False
         self.pressure.release(len(batch))
 
-    def _failed(self, failure: Failure, batch: PgBatch) -> None:
+    def _failed(self, failure: Failure, batch: PgBatch, w: _Writer) -> None:
+        # Spilled at close, not committed: the leases of its requests go back to the queue.
+        self._given_up.append(w.inflight.popleft())
         if not isinstance(failure.value, AbortedError):
             logger.error("PostgreSQL batch failed unexpectedly", exc_info=failure.value)
         self.unwritten.append(batch)

@@ -10,7 +10,9 @@ When is a leased request done? When the engine no longer has it in progress
 (see :mod:`wfcrawl.scheduler.engine`): after its callback or errback, every
 request it yielded and every item it yielded. Its children are pushed before, or
 in the same script as, its release, so a process killed at any moment loses
-nothing: its unreleased leases expire and their pages are fetched again.
+nothing: its unreleased leases expire and their pages are fetched again. With
+storage pipelines, the release also waits until the request's items are
+committed or uploaded (:mod:`wfcrawl.scheduler.gate`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from wfcrawl.durability import DurabilityTracker
 from wfcrawl.scheduler.config import RedisCrawlConfig
 from wfcrawl.scheduler.engine import check_engine, in_progress, wake
+from wfcrawl.scheduler.gate import ReleaseGate
 from wfcrawl.scheduler.ops import LeaseStore, Push, SyncBatch, SyncResult
 from wfcrawl.scheduler.worker import Worker, call_soon, sleep
 
@@ -81,6 +85,7 @@ class LeaseBroker:
         self._retry_at = 0.0
         self._backoff = 0.0
         self._kick: Any = None
+        self._gate: ReleaseGate | None = None  # set at spider_opened when storage pipelines report
         self._worker = Worker("wfcrawl-redis")
         self._loop = task.LoopingCall(self._tick)
         # Created by the scheduler's open(), when the engine slot exists: a
@@ -127,9 +132,11 @@ class LeaseBroker:
         return len(self._ready)
 
     def _local_empty(self) -> bool:
-        return not (self._pushes or self._releases or self._returns or self._ready or self._handed)
+        return not (self._pushes or self._releases or self._returns or self._ready or self._handed or self._gate)
 
     def _want(self) -> int:
+        if self._gate is not None and self._gate.full:
+            return 0  # WFCRAWL_REDIS_RELEASE_MAX_HELD: no new work until releases leave
         return max(0, self.config.concurrency + self.config.prefetch - len(self._ready) - len(self._handed))
 
     def _inprogress(self) -> Container[Request] | None:
@@ -145,11 +152,19 @@ class LeaseBroker:
         done = [m for m, r in self._handed.items() if r not in inprogress]
         for member in done:
             del self._handed[member]
-            self._releases.append(member)
+        if self._gate is None:
+            self._releases.extend(done)
+        else:
+            self._releases.extend(self._gate.finish(done, time.monotonic()))
 
     # ------------------------------------------------------------ signals
 
     def spider_opened(self) -> None:
+        # Storage pipelines registered when they were built (before the spider opened).
+        tracker = DurabilityTracker.find(self.crawler)
+        if self.config.durable_release and tracker is not None and tracker.stores:
+            self._gate = ReleaseGate(tracker, self.stats, max_wait=self.config.release_max_wait,
+                                     max_held=self.config.release_max_held)
         self._worker.start()
         self._loop.start(self.config.flush_interval, now=True)
 
@@ -181,16 +196,19 @@ class LeaseBroker:
         if self._failed is not None:
             return
         self._collect_done()
+        now = time.monotonic()
+        if self._gate is not None and self._gate:
+            idle = not (self._handed or self._ready or self._queued)
+            self._releases.extend(self._gate.ready(now, idle=idle))
         if self._syncing:
             return
-        now = time.monotonic()
         if now >= self._retry_at and self._sync_due(now):
             self._start_sync(now)
 
     def _sync_due(self, now: float) -> bool:
         if self._pushes or self._releases or self._returns:
             return True
-        if (self._ready or self._handed) and now - self._last_renew >= self.config.renew_interval:
+        if (self._ready or self._handed or self._gate) and now - self._last_renew >= self.config.renew_interval:
             return True
         if self._want() > 0:
             # Work is known to wait: take it now; otherwise poll at the idle pace.
@@ -205,6 +223,8 @@ class LeaseBroker:
         )
         if renew:
             batch.renewals = [m for m, _ in self._ready] + list(self._handed)
+            if self._gate is not None:
+                batch.renewals.extend(self._gate)  # held releases: still ours until released
         self._pushes, self._releases, self._returns = [], [], []
         return batch, renew
 
@@ -304,8 +324,17 @@ class LeaseBroker:
             await maybe_deferred_to_future(d)
 
     async def _hand_back(self) -> None:
-        """Closing: push what is buffered, release what is done, return the rest."""
+        """Closing: push what is buffered, release what is done, return the rest.
+
+        The item pipelines closed before (Scrapy closes the scraper before it
+        sends ``spider_closed``), so held releases are durable unless a store gave
+        up on some writes: those requests go back to the queue, not released.
+        """
         self._collect_done()
+        if self._gate is not None:
+            durable, pending = self._gate.drain()
+            self._releases.extend(durable)
+            self._returns.extend(pending)
         self._returns.extend(m for m, _ in self._ready)
         self._returns.extend(self._handed)  # not done (forced shutdown): back to the queue
         self._ready.clear()

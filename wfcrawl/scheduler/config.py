@@ -63,6 +63,10 @@ class RedisCrawlConfig:
     unavailable_timeout: float
     local_seen_max: int
     lifo: bool
+    #: Hold a finished request's lease until its items are durable in every store.
+    durable_release: bool
+    release_max_wait: float
+    release_max_held: int
 
     @property
     def renew_interval(self) -> float:
@@ -87,6 +91,7 @@ class RedisCrawlConfig:
             "idle_poll": settings.getfloat("WFCRAWL_REDIS_IDLE_POLL"),
             "flush_interval": settings.getfloat("WFCRAWL_REDIS_FLUSH_INTERVAL"),
             "unavailable_timeout": settings.getfloat("WFCRAWL_REDIS_UNAVAILABLE_TIMEOUT"),
+            "release_max_wait": settings.getfloat("WFCRAWL_REDIS_RELEASE_MAX_WAIT"),
         }
         for name, value in values.items():
             if value <= 0:
@@ -96,6 +101,9 @@ class RedisCrawlConfig:
         prefetch = settings.getint("WFCRAWL_REDIS_PREFETCH")
         if prefetch < 0:
             raise ConfigurationError(f"WFCRAWL_REDIS_PREFETCH must not be negative, not {prefetch}")
+        max_held = settings.getint("WFCRAWL_REDIS_RELEASE_MAX_HELD")
+        if max_held < 1:
+            raise ConfigurationError(f"WFCRAWL_REDIS_RELEASE_MAX_HELD must be at least 1, not {max_held}")
         return cls(
             key_prefix=prefix,
             prefetch=prefetch,
@@ -106,6 +114,8 @@ class RedisCrawlConfig:
             local_seen_max=max(0, settings.getint("WFCRAWL_REDIS_LOCAL_SEEN_MAX")),
             # Scrapy's knob for the crawl order: LIFO (its default) unless a FIFO queue is chosen.
             lifo="fifo" not in str(settings.get("SCHEDULER_MEMORY_QUEUE") or "").lower(),
+            durable_release=settings.getbool("WFCRAWL_REDIS_DURABLE_RELEASE"),
+            release_max_held=max_held,
             **values,
         )
 

@@ -136,6 +136,16 @@ REDIS_DEFAULTS: dict[str, Any] = {
     "WFCRAWL_REDIS_UNAVAILABLE_TIMEOUT": 120.0,
     # The per-domain delay is enforced for all instances together.
     "WFCRAWL_REDIS_RATE_LIMIT_ENABLED": True,
+    # With storage pipelines (DATABASE_URL, GCS_BUCKET): release a finished
+    # request's lease only once its items are committed/uploaded, so kill -9
+    # loses no item (docs/storage.md, "Exactly-once with Redis + storage").
+    "WFCRAWL_REDIS_DURABLE_RELEASE": True,
+    # Seconds a held release may wait before the stores are asked to write what
+    # they buffer (GCS: rotate its open objects early).
+    "WFCRAWL_REDIS_RELEASE_MAX_WAIT": 30.0,
+    # Held releases at most; at this many the stores are asked to write and no
+    # new work is leased until some are released.
+    "WFCRAWL_REDIS_RELEASE_MAX_HELD": 10_000,
 }
 
 # Operating crawls: metrics, progress, webhooks, schedules (docs/operations.md).
