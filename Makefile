@@ -29,5 +29,15 @@ lint: install-test
 	$(BIN)/ruff check wfcrawl tests
 	$(BIN)/mypy
 
+# The benchmarks (docs/performance.md): crawl speed and memory (bench/README.md), storage
+# throughput, rendering, and the distributed crawl (needs Redis) when its script is there.
+# Services (PostgreSQL, PgBouncer, Redis, Chromium) as for `make test`; BENCH_ARGS go to bench/run.py.
+bench: install-test services
+	$(PIP) install -e '.[fast]'
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/storage_bench.py
+	$(BIN)/python bench/render_bench.py --pages 500
+	if [ -f bench/redis_bench.py ]; then $(BIN)/python bench/redis_bench.py; fi
+
 clean:
 	rm -rf $(VENV) demo-items.jsonl

@@ -16,7 +16,7 @@ every product (the generator's catalog is the ground truth); any miss fails the
 benchmark.  Then it checks memory flatness: peak RSS at ``--flat-products``
 (2,000) products against ``--products``.
 
-    .venv/bin/python bench/run.py [--products 10000] [--runs 3] [--only a,b,c] [--json out.json]
+    .venv/bin/python bench/run.py [--products 10000] [--runs 3] [--only a,b,c,f] [--json out.json]
 """
 
 from __future__ import annotations
@@ -95,6 +95,21 @@ def _wfcrawl_cli(base_url: str, out: Path) -> list[str]:
     return [_venv_exe("wfcrawl"), "run", str(WORKFLOW), "--base-url", base_url, "-O", str(out), *scrapy_cli_args()]
 
 
+#: (f): wfcrawl with its opt-in fast options (docs/performance.md): the aiohttp download
+#: handler and the uvloop event loop (``pip install 'wfcrawl[fast]'``).
+FAST_OPTIONS: dict[str, Any] = {
+    "DOWNLOAD_HANDLERS": {
+        "http": "wfcrawl.downloader.aiohttp.AiohttpDownloadHandler",
+        "https": "wfcrawl.downloader.aiohttp.AiohttpDownloadHandler",
+    },
+    "ASYNCIO_EVENT_LOOP": "uvloop.Loop",
+}
+
+
+def _wfcrawl_fast(base_url: str, out: Path) -> list[str]:
+    return [*_wfcrawl_scrapy(base_url, out), *scrapy_cli_args(FAST_OPTIONS)]
+
+
 def _handwritten(base_url: str, out: Path) -> list[str]:
     return [_venv_exe("python"), str(BENCH / "handwritten.py"), "--base-url", base_url, "-O", str(out)]
 
@@ -116,6 +131,7 @@ def crawlers(wfcrawl_cli: bool) -> dict[str, Crawler]:
         ),
         "b": Crawler("b", "(b) hand-written Scrapy spider", _handwritten, None),
         "c": Crawler("c", "(c) Crawlee ParselCrawler", _crawlee, None),
+        "f": Crawler("f", "(f) wfcrawl + aiohttp handler, uvloop", _wfcrawl_fast, ROOT),
     }
 
 
@@ -132,6 +148,15 @@ def check_wfcrawl(wfcrawl_cli: bool) -> None:
             f"wfcrawl is not runnable yet (`{' '.join(cmd[-2:])}` in {ROOT} failed or listed no `workflow` spider: "
             f"{' | '.join(detail) or 'no output'}); run with --only b,c"
         )
+
+
+def check_fast_options() -> None:
+    """(f) needs the ``fast`` extra: aiohttp and uvloop in the project's venv."""
+    probe = [_venv_exe("python"), "-c", "import aiohttp, uvloop, wfcrawl.downloader.aiohttp"]
+    proc = subprocess.run(probe, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        detail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise BenchError(f"(f) needs wfcrawl's fast extra ({detail}): .venv/bin/pip install -e '.[fast]', or --only a,b,c")
 
 
 def ensure_crawlee_venv() -> None:
@@ -568,12 +593,11 @@ def render_report(
         cells = [stats["pages"].fmt(), stats["items"].fmt()] + [stats[m].fmt(d) for m, _, d in METRICS]
         lines.append(f"| {labels[key]} | " + " | ".join(cells) + " |")
     speed, cost = [], []
-    if "a" in summary:
-        for other in ("b", "c"):
-            if other in summary:
-                a, o = summary["a"], summary[other]
-                speed.append(f"a/{other} = **{a['pages_per_s'].median / o['pages_per_s'].median:.2f}**")
-                cost.append(f"a/{other} = {a['cpu_ms_per_page'].median / o['cpu_ms_per_page'].median:.2f}")
+    for mine, other in (("a", "b"), ("a", "c"), ("f", "c")):
+        if mine in summary and other in summary:
+            a, o = summary[mine], summary[other]
+            speed.append(f"{mine}/{other} = **{a['pages_per_s'].median / o['pages_per_s'].median:.2f}**")
+            cost.append(f"{mine}/{other} = {a['cpu_ms_per_page'].median / o['cpu_ms_per_page'].median:.2f}")
     if speed:
         lines += [
             "",
@@ -618,7 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--products", type=int, default=gensite.DEFAULT_PRODUCTS, help="product pages (default 10000)")
     ap.add_argument("--runs", type=int, default=3, help="runs per crawler (default 3)")
-    ap.add_argument("--only", default="a,b,c", help="crawlers to run, e.g. b,c (default a,b,c)")
+    ap.add_argument("--only", default="a,b,c,f", help="crawlers to run, e.g. b,c (default a,b,c,f)")
     ap.add_argument("--json", type=Path, help="also write all runs and the summary as JSON here")
     ap.add_argument("--flat-products", type=int, default=2000,
                     help="small site for the memory-flatness check (0: skip it; default 2000)")
@@ -645,8 +669,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wfcrawl-bench-"))
     ok = False
     try:
-        if "a" in labels:
+        if "a" in labels or "f" in labels:
             check_wfcrawl(args.wfcrawl_cli)
+        if "f" in labels:
+            check_fast_options()
         if "c" in labels:
             ensure_crawlee_venv()
         results, info = run_series(selected, args.products, args.seed, args.runs, workdir, args.timeout, args.keep)

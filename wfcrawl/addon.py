@@ -15,7 +15,7 @@ from scrapy.utils.misc import load_object
 
 from wfcrawl.render.setup import install_rendering
 from wfcrawl.scheduler.setup import install_redis_scheduler
-from wfcrawl.settings.defaults import DEFAULTS, FAST_PROFILE, SAFE_DEFAULTS
+from wfcrawl.settings.defaults import DEFAULTS, FAST_PROFILE, FAST_PROFILE_DISABLED, SAFE_DEFAULTS
 
 #: (setting, component class path), order: what the add-on plugs into Scrapy.
 COMPONENTS: tuple[tuple[tuple[str, str], int], ...] = (
@@ -59,6 +59,12 @@ class WfcrawlAddon:
         if settings.getbool("WFCRAWL_FAST_PROFILE"):
             for name, value in FAST_PROFILE.items():
                 settings.set(name, value, priority="addon")
+            for setting, path in FAST_PROFILE_DISABLED:
+                try:
+                    component = load_object(path)
+                except (ImportError, NameError):  # not in this Scrapy version: nothing to switch off
+                    continue
+                settings.setdefault_in_component_priority_dict(setting, component, None)
         # setdefault: a project that set (or disabled with None) a component keeps its choice.
         for (setting, path), order in COMPONENTS:
             settings.setdefault_in_component_priority_dict(setting, load_object(path), order)

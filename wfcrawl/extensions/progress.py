@@ -70,11 +70,17 @@ def phase_table(stats: Mapping[str, Any], phases: list[str]) -> str:
 
 
 class PhaseStats:
-    """Counts requests and items per phase (always on; cheap signal handlers)."""
+    """Counts requests and items per phase (always on; cheap signal handlers).
+
+    The handlers run several times per page, so they are kept lean: stat keys
+    are built once per phase, and the handlers take ``**kwargs``, which lets
+    pydispatch pass the signal's arguments without filtering them by name.
+    """
 
     def __init__(self, crawler: Crawler) -> None:
         assert crawler.stats is not None
         self.stats = crawler.stats
+        self._keys: dict[str, dict[str, str]] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> PhaseStats:
@@ -85,25 +91,32 @@ class PhaseStats:
         crawler.signals.connect(ext.item_scraped, signal=signals.item_scraped)
         return ext
 
+    def _key(self, phase: str, what: str) -> str:
+        keys = self._keys.get(phase)
+        if keys is None:
+            base = f"wfcrawl/phases/{phase}/"
+            keys = self._keys[phase] = {w: base + w for w in ("scheduled", "duplicates", "requests", "items")}
+        return keys[what]
+
     def _count(self, request: Request, what: str) -> None:
         phase = request.meta.get("wfcrawl_phase")
         if phase:  # robots.txt and other requests of no phase are not counted here
-            self.stats.inc_value(f"wfcrawl/phases/{phase}/{what}")
+            self.stats.inc_value(self._key(phase, what))
 
-    def request_scheduled(self, request: Request, spider: Spider) -> None:
+    def request_scheduled(self, request: Request, **kwargs: Any) -> None:
         self._count(request, "scheduled")
 
-    def request_dropped(self, request: Request, spider: Spider) -> None:
+    def request_dropped(self, request: Request, **kwargs: Any) -> None:
         self._count(request, "duplicates")
 
-    def request_reached_downloader(self, request: Request, spider: Spider) -> None:
+    def request_reached_downloader(self, request: Request, **kwargs: Any) -> None:
         self._count(request, "requests")
 
-    def item_scraped(self, item: Any, response: Any, spider: Spider) -> None:
+    def item_scraped(self, item: Any, **kwargs: Any) -> None:
         meta = item.get("_meta") if isinstance(item, dict) else None
         phase = meta.get("phase") if isinstance(meta, dict) else None
         if phase:
-            self.stats.inc_value(f"wfcrawl/phases/{phase}/items")
+            self.stats.inc_value(self._key(phase, "items"))
 
 
 class CrawlProgress:

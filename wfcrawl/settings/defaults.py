@@ -310,4 +310,17 @@ FAST_PROFILE: dict[str, Any] = {
     # A page larger than this is a broken page, not content (counted as failed).
     "DOWNLOAD_MAXSIZE": 32 * 1024 * 1024,
     "DOWNLOAD_WARNSIZE": 8 * 1024 * 1024,
+    # LOG_LEVEL above DEBUG: the two DEBUG lines per page are not even built
+    # (Scrapy builds them, then its handler drops them).
+    "LOG_FORMATTER": "wfcrawl.logformatter.QuietLogFormatter",
 }
+
+#: Components the fast profile switches off (component priority dict, path),
+#: unless the project names them itself. Each is a layer every request or
+#: every callback output goes through; docs/performance.md says why each one
+#: is not needed by workflow crawls, and why the others stay.
+FAST_PROFILE_DISABLED: tuple[tuple[str, str], ...] = (
+    # Warns when a spider copies internal keys of response.meta into new
+    # requests: the WorkflowSpider builds every request's meta from scratch.
+    ("SPIDER_MIDDLEWARES", "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware"),
+)

@@ -32,12 +32,12 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from wfcrawl.exceptions import ConfigurationError
+from wfcrawl.launcher.bundled import bundled_document
 from wfcrawl.render.setup import apply_render_policy
 from wfcrawl.settings.policy import apply_workflow_policy
-from wfcrawl.spiders import meta as M
-from wfcrawl.launcher.bundled import bundled_document
+from wfcrawl.spiders import meta as meta_keys
 from wfcrawl.workflow import load_plan, load_text
-from wfcrawl.workflow.plan import FormSubmit, Item, Link, NotJSON, Page, Phase, Plan
+from wfcrawl.workflow.plan import FormSubmit, Item, Link, NotJSONError, Page, Phase, Plan
 
 logger = logging.getLogger(__name__)
 
@@ -121,15 +121,15 @@ class WorkflowSpider(Spider):
         page: int | None, priority: int, render: Mapping[str, Any] | None = None,
     ) -> Request:
         meta: dict[str, Any] = {
-            M.PHASE: phase, M.MARKER: marker, M.MARKERS: list(markers), M.DEPTH: depth,
+            meta_keys.PHASE: phase, meta_keys.MARKER: marker, meta_keys.MARKERS: list(markers), meta_keys.DEPTH: depth,
         }
         if page is not None:
-            meta[M.PAGE] = page
+            meta[meta_keys.PAGE] = page
         # A node's render block wins over the target phase's; the plan's dict is
         # shared by all its requests (plain data, never mutated).
         render = render if render is not None else self.plan.phases[phase].render
         if render is not None:
-            meta[M.RENDER] = render
+            meta[meta_keys.RENDER] = render
         return Request(url, callback=self.parse, errback=self.on_error, meta=meta, priority=priority)
 
     def _follow(self, link: Link, phase: Phase, page: Page) -> Request | None:
@@ -169,10 +169,10 @@ class WorkflowSpider(Spider):
         data = dict(node.fields)
         for field_name, env_name in node.env.items():
             data[field_name] = os.environ[env_name]
-        meta = {M.PHASE: node.phase, M.MARKER: node.marker, M.MARKERS: [*page.markers, node.marker],
-                M.DEPTH: page.depth + 1}
+        meta = {meta_keys.PHASE: node.phase, meta_keys.MARKER: node.marker, meta_keys.MARKERS: [*page.markers, node.marker],
+                meta_keys.DEPTH: page.depth + 1}
         if self.plan.phases[node.phase].render is not None:
-            meta[M.RENDER] = self.plan.phases[node.phase].render
+            meta[meta_keys.RENDER] = self.plan.phases[node.phase].render
         self.crawler.stats.inc_value("wfcrawl/forms/submitted")
         request: Request = form2request(form, data, click=click).to_scrapy(
             callback=self.parse, errback=self.on_error, meta=meta, dont_filter=True,
@@ -183,21 +183,22 @@ class WorkflowSpider(Spider):
 
     def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
         meta = response.meta
-        phase = self.plan.phases[meta[M.PHASE]]
+        phase = self.plan.phases[meta[meta_keys.PHASE]]
         stats = self.crawler.stats
         stats.inc_value(f"wfcrawl/pages/{phase.name}")
-        if phase.when_marker is not None and meta[M.MARKER] not in phase.when_marker:
+        if phase.when_marker is not None and meta[meta_keys.MARKER] not in phase.when_marker:
             stats.inc_value("wfcrawl/pages/skipped/marker")
             return
         if not isinstance(response, TextResponse):
             stats.inc_value("wfcrawl/pages/error/not_text")
             return
-        if not response.body.strip():
+        body = response.body
+        if not body or body.isspace():  # = not body.strip(), without copying the body
             stats.inc_value("wfcrawl/pages/error/empty")
             return
         page = Page(
-            response, phase=phase.name, marker=meta[M.MARKER], markers=tuple(meta[M.MARKERS]),
-            depth=meta[M.DEPTH], page_number=meta.get(M.PAGE), reporter=self,
+            response, phase=phase.name, marker=meta[meta_keys.MARKER], markers=tuple(meta[meta_keys.MARKERS]),
+            depth=meta[meta_keys.DEPTH], page_number=meta.get(meta_keys.PAGE), reporter=self,
         )
         provenance: dict[str, Any] | None = None
         for node in phase.nodes:
@@ -221,7 +222,7 @@ class WorkflowSpider(Spider):
                         request = self._form_request(out, response, page)
                         if request is not None:
                             yield request
-            except NotJSON:
+            except NotJSONError:
                 stats.inc_value("wfcrawl/pages/error/bad_json")
                 self.warn_once(("json", node.label), "Node %s expected JSON at %s", node.label, response.url)
             except Exception as exc:
@@ -244,7 +245,7 @@ class WorkflowSpider(Spider):
             "depth": page.depth,
             "fetched_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         }
-        render = page.response.meta.get(M.RENDER_RESULT)
+        render = page.response.meta.get(meta_keys.RENDER_RESULT)
         if render is not None:  # rendered in a browser: clicks, scrolls, screenshot/html paths
             provenance["render"] = render
         return provenance

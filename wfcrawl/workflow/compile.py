@@ -20,8 +20,17 @@ from wfcrawl.exceptions import Problem
 from wfcrawl.render import spec as render_spec  # module import: no cycle through wfcrawl.workflow
 from wfcrawl.workflow.fields import COERCERS, Field
 from wfcrawl.workflow.plan import (
-    ExtractNode, FormNode, ItemSpec, LinksNode, Node, PaginateNode, Phase, Plan, ScriptNode,
-    StartURL, Transition,
+    ExtractNode,
+    FormNode,
+    ItemSpec,
+    LinksNode,
+    Node,
+    PaginateNode,
+    Phase,
+    Plan,
+    ScriptNode,
+    StartURL,
+    Transition,
 )
 from wfcrawl.workflow.selectors import Selection, SelectionError, compile_selection, jmespath_message
 from wfcrawl.workflow.source import DocPath, Source
@@ -56,7 +65,7 @@ class _Compiler:
             return ()
         items = [spec] if isinstance(spec, str) else spec
         paths = [path] if isinstance(spec, str) else [(*path, i) for i in range(len(items))]
-        compiled = [self.regex(p, at) for p, at in zip(items, paths)]
+        compiled = [self.regex(p, at) for p, at in zip(items, paths, strict=True)]
         return tuple(c for c in compiled if c is not None)
 
     def selection(self, spec: dict[str, Any], path: DocPath, *, default: str | None = None) -> Selection | None:

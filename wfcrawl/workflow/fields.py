@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import urljoin
 
@@ -19,7 +20,6 @@ from lxml import etree
 
 from wfcrawl.workflow.selectors import Selection, text_of
 
-_SPACES = re.compile(r"\s+")
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "no", "n", "0", "off"})
@@ -143,8 +143,9 @@ class Field:
     key: Field | None = None
     value: Field | None = None
 
-    @property
+    @cached_property
     def short_name(self) -> str:
+        # Cached: extract_object asks for it for every field of every item.
         return self.name.rsplit(".", 1)[-1]
 
     def extract(self, context: Any, scope: Scope) -> Any:
@@ -171,13 +172,16 @@ class Field:
         values = self._raw(context, scope)
         if self.join is not None and values:
             values = [self.join.join(str(v) for v in values)]
-        coerced = []
-        for raw in values:
-            value = self.coerce(raw, self.format, scope.base_url)
-            if value is INVALID:
-                scope.invalid.append(self.name)
-            else:
-                coerced.append(value)
+        if self.coerce is _coerce_string:
+            coerced = values  # the identity, never INVALID: most fields of most items
+        else:
+            coerced = []
+            for raw in values:
+                value = self.coerce(raw, self.format, scope.base_url)
+                if value is INVALID:
+                    scope.invalid.append(self.name)
+                else:
+                    coerced.append(value)
         if self.many:
             return coerced if coerced else self._empty()
         return coerced[0] if coerced else self._empty()
@@ -198,20 +202,24 @@ class Field:
         else:
             found = [context]
         out: list[Any] = []
+        attr, normalize, regex = self.attr, self.normalize, self.regex
         for item in found:
-            if self.attr is not None and isinstance(item, etree._Element):
-                item = item.get(self.attr)
+            if type(item) is str:
+                pass  # text() and @attr results: nothing to take out of an element
+            elif attr is not None and isinstance(item, etree._Element):
+                item = item.get(attr)
                 if item is None:
                     continue
             else:
                 item = text_of(item)
             if isinstance(item, str):
-                if self.normalize:
-                    item = _SPACES.sub(" ", item).strip()
+                if normalize:
+                    # = re.sub(r"\s+", " ", item).strip(): the same whitespace, faster
+                    item = " ".join(item.split())
                     if not item:
                         continue
-                if self.regex is not None:
-                    match = self.regex.search(item)
+                if regex is not None:
+                    match = regex.search(item)
                     if match is None:
                         continue
                     item = match.group(self.group)

@@ -81,7 +81,7 @@ class ResponseLike(Protocol):
 # ---------------------------------------------------------------- page
 
 
-class NotJSON(ValueError):
+class NotJSONError(ValueError):
     """The response body is not valid JSON."""
 
 
@@ -122,7 +122,7 @@ class Page:
             try:
                 self._json = json.loads(self.response.text)
             except ValueError as exc:
-                raise NotJSON(str(exc)) from None
+                raise NotJSONError(str(exc)) from None
         return self._json
 
     def context_for(self, selection: Selection | None) -> Any:

@@ -23,6 +23,7 @@ XPATH_NAMESPACES = {
     "re": "http://exslt.org/regular-expressions",
     "set": "http://exslt.org/sets",
 }
+_RE_NAMESPACE = {"re": XPATH_NAMESPACES["re"]}
 
 
 class SelectionError(ValueError):
@@ -43,15 +44,29 @@ class Selection:
 
 
 def _compile_xpath(expression: str) -> Callable[[Any], list[Any]]:
+    # With the EXSLT sets namespace registered, every evaluation of a compiled
+    # XPath adds a spurious ERR_NO_MEMORY entry to its error_log (lxml 6,
+    # libxml2 2.14), kept as long as the XPath lives: ~5 KiB more memory per
+    # page of a crawl. So it is registered only for expressions that use it (a
+    # QName has no spaces: without "set:" the prefix cannot occur), and those
+    # are evaluated through a fresh evaluator each time, as parsel does.
+    uses_sets = "set:" in expression
     try:
-        xpath = etree.XPath(expression, namespaces=XPATH_NAMESPACES, smart_strings=False)
+        xpath = etree.XPath(
+            expression, namespaces=XPATH_NAMESPACES if uses_sets else _RE_NAMESPACE, smart_strings=False
+        )
     except etree.XPathSyntaxError as exc:
         raise SelectionError(f"invalid XPath {expression!r}: {exc}") from None
+    evaluate: Callable[[Any], Any] = xpath
+    if uses_sets:
+
+        def evaluate(context: Any) -> Any:
+            return context.xpath(expression, namespaces=XPATH_NAMESPACES, smart_strings=False)
 
     def apply(context: Any) -> list[Any]:
         if not isinstance(context, etree._Element):
             return []
-        result = xpath(context)
+        result = evaluate(context)
         if isinstance(result, list):
             return result
         # Scalar XPath results (count(), string(), boolean()).

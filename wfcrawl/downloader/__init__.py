@@ -1,0 +1,1 @@
+"""Download handlers (``DOWNLOAD_HANDLERS``) wfcrawl offers besides Scrapy's defaults."""
