@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import ROOT, require_service, run_crawl
 from tests.mockserver import MockServer
 from wfcrawl.storage.testing import (
+    PG_BIN,
     PgBouncer,
     PrivatePostgres,
     TempDatabase,
@@ -133,7 +134,7 @@ def bouncer() -> Iterator[PgBouncer]:
 @pytest.fixture(scope="module")
 def private_pg() -> Iterator[PrivatePostgres]:
     """A cluster of its own, for the tests that crash it (each starts it again)."""
-    require_service("PostgreSQL binaries", Path("/usr/lib/postgresql/15/bin/initdb").exists(), "apt-get install postgresql")
+    require_service("PostgreSQL binaries", (PG_BIN / "initdb").exists(), "apt-get install postgresql")
     with PrivatePostgres() as pg:
         yield pg
 

@@ -28,7 +28,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-PG_BIN = Path(os.environ.get("WFCRAWL_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """PostgreSQL's server binaries: $WFCRAWL_PG_BIN, else Debian's newest
+    /usr/lib/postgresql/<version>/bin, else `pg_config --bindir`."""
+    if os.environ.get("WFCRAWL_PG_BIN"):
+        return Path(os.environ["WFCRAWL_PG_BIN"])
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    if debian:
+        return debian[-1]
+    try:
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return Path("/usr/bin")
+    return Path(out)
+
+
+PG_BIN = _pg_bin()
 SERVICE_USER = "postgres"
 
 
