@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.mockserver import MockServer
+
+if TYPE_CHECKING:
+    from wfcrawl.storage.testing import PgBouncer, TempDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -107,6 +111,30 @@ def crawl(tmp_path: Path) -> Callable[..., Crawl]:
     return _crawl
 
 
+#: The server's own database, for creating throw-away ones (trust auth, as on CI).
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="module")
+def database() -> Iterator[TempDatabase]:
+    """A PostgreSQL database of this test module's own, dropped afterwards."""
+    from wfcrawl.storage.testing import TempDatabase, can_connect
+
+    require_service("PostgreSQL", can_connect(POSTGRES_ADMIN), "127.0.0.1:5432, apt-get install postgresql")
+    with TempDatabase(POSTGRES_ADMIN) as db:
+        yield db
+
+
+@pytest.fixture(scope="module")
+def bouncer() -> Iterator[PgBouncer]:
+    """A real PgBouncer in transaction pooling mode, on a port of its own."""
+    from wfcrawl.storage.testing import PgBouncer
+
+    require_service("PgBouncer", shutil.which("pgbouncer") is not None, "apt-get install pgbouncer")
+    with PgBouncer() as pgb:
+        yield pgb
+
+
 def problems(text: str, name: str = "wf.yaml") -> list[str]:
     """Every problem of a workflow document as ``line:col: path: message``, sorted."""
     from wfcrawl.exceptions import WorkflowError
@@ -128,4 +156,4 @@ def stat_items(stats: dict[str, Any], prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in stats.items() if k.startswith(prefix)}
 
 
-__all__: Sequence[str] = ["IN_CI", "ROOT", "Crawl", "problems", "require_service", "run_crawl", "stat_items"]
+__all__: Sequence[str] = ["IN_CI", "POSTGRES_ADMIN", "ROOT", "Crawl", "problems", "require_service", "run_crawl", "stat_items"]

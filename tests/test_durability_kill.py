@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.mockserver import MockServer
-from tests.test_pipelines_postgres import bouncer, database, query  # noqa: F401 - fixtures
+from tests.test_pipelines_postgres import query
 from tests.test_scheduler_distributed import CrawlProcess, assert_finished, prefix, redis_client  # noqa: F401
 from tests.test_scheduler_failures import LISTS, PER_LIST, page_path, site, wait_until  # noqa: F401
 from wfcrawl.scheduler import serializer
@@ -68,7 +68,7 @@ def stored(dsn: str, schema: str) -> list[tuple[str, Any]]:
 
 def test_kill_9_with_uncommitted_items_loses_none(
     site: tuple[MockServer, Path, list[str]], tmp_path: Path, prefix: str,  # noqa: F811
-    database: TempDatabase, bouncer: PgBouncer,  # noqa: F811
+    database: TempDatabase, bouncer: PgBouncer,
 ) -> None:
     server, workflow, _ = site
     dsn, schema = bouncer.dsn(database.name), f"k_{uuid.uuid4().hex[:8]}"
@@ -111,7 +111,7 @@ def queued_paths(store: LeaseStore) -> set[str]:
 
 def test_a_scale_in_writes_its_items_then_releases_and_hands_back_the_rest(
     site: tuple[MockServer, Path, list[str]], tmp_path: Path, prefix: str,  # noqa: F811
-    database: TempDatabase, bouncer: PgBouncer,  # noqa: F811
+    database: TempDatabase, bouncer: PgBouncer,
 ) -> None:
     """SIGTERM (Cloud Run scale-in) with uncommitted items: written at close, then released."""
     server, workflow, _ = site

@@ -9,7 +9,6 @@ price quarantined) and the crawl's execution record.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,14 +27,12 @@ from wfcrawl.storage.testing import (
     PgBouncer,
     PrivatePostgres,
     TempDatabase,
-    can_connect,
     free_port,
     wait_until,
 )
 
 pytestmark = pytest.mark.requires_postgres
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 SHOP = """\
 name: shopstore
@@ -115,20 +112,6 @@ EXPECTED_QUARANTINE = [(
 
 
 # ---------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[TempDatabase]:
-    require_service("PostgreSQL", can_connect(ADMIN), "127.0.0.1:5432, apt-get install postgresql")
-    with TempDatabase(ADMIN) as db:
-        yield db
-
-
-@pytest.fixture(scope="module")
-def bouncer() -> Iterator[PgBouncer]:
-    require_service("PgBouncer", shutil.which("pgbouncer") is not None, "apt-get install pgbouncer")
-    with PgBouncer() as pgb:
-        yield pgb
 
 
 @pytest.fixture(scope="module")

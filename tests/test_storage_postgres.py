@@ -8,16 +8,13 @@ database of its own that is dropped afterwards.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import psycopg2
 import pytest
 
-from tests.conftest import require_service
 from wfcrawl.exceptions import ConfigurationError
 from wfcrawl.storage.connection import check_connect
 from wfcrawl.storage.executions import Execution
@@ -25,25 +22,10 @@ from wfcrawl.storage.migrate import migrate, migrations
 from wfcrawl.storage.pgitems import PgBatch, PostgresItemWriter, markers_literal
 from wfcrawl.storage.postgres import PostgresExecutionStore
 from wfcrawl.storage.serialize import dumps
-from wfcrawl.storage.testing import PgBouncer, TempDatabase, can_connect, free_port
+from wfcrawl.storage.testing import PgBouncer, TempDatabase, free_port
 
 pytestmark = pytest.mark.requires_postgres
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture(scope="module")
-def database() -> Iterator[TempDatabase]:
-    require_service("PostgreSQL", can_connect(ADMIN), "127.0.0.1:5432, apt-get install postgresql")
-    with TempDatabase(ADMIN) as db:
-        yield db
-
-
-@pytest.fixture(scope="module")
-def bouncer() -> Iterator[PgBouncer]:
-    require_service("PgBouncer", shutil.which("pgbouncer") is not None, "apt-get install pgbouncer")
-    with PgBouncer() as pgb:
-        yield pgb
 
 
 @pytest.fixture
