@@ -31,8 +31,9 @@ lint: install-test
 
 # The benchmarks (docs/performance.md): crawl speed and memory (bench/README.md), storage
 # throughput, rendering, and the distributed crawl (needs Redis) when its script is there.
-# Services (PostgreSQL, PgBouncer, Redis, Chromium) as for `make test`; BENCH_ARGS go to bench/run.py.
-bench: install-test services
+# Services as for `make test`, plus nginx (tools/test-services.sh --bench); BENCH_ARGS go to bench/run.py.
+bench: install-test
+	bash tools/test-services.sh --bench
 	$(PIP) install -e '.[fast]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/storage_bench.py

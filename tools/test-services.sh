@@ -3,6 +3,7 @@
 # Redis, PostgreSQL, PgBouncer and Chromium from the distribution's packages.
 # Installs missing packages when run as root (apt-get), starts Redis and
 # PostgreSQL when they are not answering. Idempotent; `make test` calls it.
+# `--bench` (make bench) also installs nginx, the benchmark's web server.
 set -euo pipefail
 
 need=()
@@ -10,6 +11,9 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
 command -v chromium >/dev/null || need+=(chromium)
+if [ "${1:-}" = "--bench" ]; then
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

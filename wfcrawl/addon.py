@@ -15,7 +15,9 @@ from scrapy.utils.misc import load_object
 
 from wfcrawl.render.setup import install_rendering
 from wfcrawl.scheduler.setup import install_redis_scheduler
-from wfcrawl.settings.defaults import DEFAULTS, FAST_PROFILE, FAST_PROFILE_DISABLED, SAFE_DEFAULTS
+from wfcrawl.settings.defaults import (
+    DEFAULTS, FAST_PROFILE, FAST_PROFILE_DISABLED, FAST_PROFILE_REPLACED, SAFE_DEFAULTS,
+)
 
 #: (setting, component class path), order: what the add-on plugs into Scrapy.
 COMPONENTS: tuple[tuple[tuple[str, str], int], ...] = (
@@ -46,6 +48,20 @@ ENVIRONMENT_SETTINGS: tuple[str, ...] = (
 )
 
 
+def _replace_component(settings: BaseSettings, setting: str, path: str, replacement: str) -> None:
+    """Put ``replacement`` at the order of Scrapy's ``path`` in ``setting``, unless
+    the project's ``setting`` names ``path`` (an order of its own, or None)."""
+    component = load_object(path)
+    named = settings.getdict(setting)
+    if any((load_object(k) if isinstance(k, str) else k) is component for k in named):
+        return
+    order = settings.getdict(f"{setting}_BASE").get(path)
+    if order is None:  # not one of this Scrapy version's defaults
+        return
+    settings.setdefault_in_component_priority_dict(setting, component, None)
+    settings.setdefault_in_component_priority_dict(setting, load_object(replacement), order)
+
+
 class WfcrawlAddon:
     def update_settings(self, settings: BaseSettings) -> None:
         for name, value in DEFAULTS.items():
@@ -65,6 +81,8 @@ class WfcrawlAddon:
                 except (ImportError, NameError):  # not in this Scrapy version: nothing to switch off
                     continue
                 settings.setdefault_in_component_priority_dict(setting, component, None)
+            for setting, path, replacement in FAST_PROFILE_REPLACED:
+                _replace_component(settings, setting, path, replacement)
         # setdefault: a project that set (or disabled with None) a component keeps its choice.
         for (setting, path), order in COMPONENTS:
             settings.setdefault_in_component_priority_dict(setting, load_object(path), order)

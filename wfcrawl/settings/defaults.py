@@ -20,6 +20,15 @@ WFCRAWL_SCRIPT_MODULES: list[str] = []
 #: Write the final stats as JSON to this file when the crawl ends (empty: off).
 WFCRAWL_STATS_FILE = ""
 
+#: Parse workers: processes that parse pages (lxml, selectors, link filters) beside
+#: the crawl process, so that parsing runs on another core (docs/performance.md).
+#: 0: parse in the crawl process. Needs Scrapy's asyncio reactor (its default).
+WFCRAWL_PARSE_WORKERS = 0
+
+#: Parse workers started again after one died, over the whole crawl; past this the
+#: crawl parses in its own process (logged once).
+WFCRAWL_PARSE_WORKER_RESTARTS = 10
+
 # Rendering in a browser (docs/rendering.md). The add-on installs scrapy-playwright
 # only when a workflow renders or WFCRAWL_RENDER_ENABLED is true.
 RENDER_DEFAULTS: dict[str, Any] = {
@@ -285,6 +294,8 @@ DEFAULTS: dict[str, Any] = {
     "WFCRAWL_FAST_PROFILE": WFCRAWL_FAST_PROFILE,
     "WFCRAWL_SUMMARY_ENABLED": WFCRAWL_SUMMARY_ENABLED,
     "WFCRAWL_SCRIPT_MODULES": WFCRAWL_SCRIPT_MODULES,
+    "WFCRAWL_PARSE_WORKERS": WFCRAWL_PARSE_WORKERS,
+    "WFCRAWL_PARSE_WORKER_RESTARTS": WFCRAWL_PARSE_WORKER_RESTARTS,
 }
 
 #: Scrapy settings wfcrawl always applies (at add-on priority): a crawl that
@@ -319,6 +330,14 @@ FAST_PROFILE: dict[str, Any] = {
 #: unless the project names them itself. Each is a layer every request or
 #: every callback output goes through; docs/performance.md says why each one
 #: is not needed by workflow crawls, and why the others stay.
+#: Scrapy components the fast profile replaces with wfcrawl's equivalent, at the
+#: same order, unless the project names Scrapy's: (setting, Scrapy's, wfcrawl's).
+FAST_PROFILE_REPLACED: tuple[tuple[str, str, str], ...] = (
+    # Same redirects; pages that cannot hold a meta refresh are not decoded.
+    ("DOWNLOADER_MIDDLEWARES", "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware",
+     "wfcrawl.middlewares.metarefresh.MetaRefreshMiddleware"),
+)
+
 FAST_PROFILE_DISABLED: tuple[tuple[str, str], ...] = (
     # Warns when a spider copies internal keys of response.meta into new
     # requests: the WorkflowSpider builds every request's meta from scratch.

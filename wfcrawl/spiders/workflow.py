@@ -18,17 +18,18 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from form2request import form2request
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response, TextResponse
 from scrapy.settings import BaseSettings
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.utils.reactor import is_asyncio_reactor_installed, is_reactor_installed
 from twisted.python.failure import Failure
 
 from wfcrawl.exceptions import ConfigurationError
@@ -36,8 +37,10 @@ from wfcrawl.launcher.bundled import bundled_document
 from wfcrawl.render.setup import apply_render_policy
 from wfcrawl.settings.policy import apply_workflow_policy
 from wfcrawl.spiders import meta as meta_keys
-from wfcrawl.workflow import load_plan, load_text
-from wfcrawl.workflow.plan import FormSubmit, Item, Link, NotJSONError, Page, Phase, Plan
+from wfcrawl.workflow import load_text
+from wfcrawl.workflow.source import read_document
+from wfcrawl.parsing.pool import ParsePool, ParsePoolUnavailable, ParseWorkerCrashed
+from wfcrawl.workflow.plan import FormSubmit, Item, Link, NodeFailure, Page, Phase, Plan
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +51,22 @@ def plan_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> Pl
     Raises :class:`WorkflowError` (invalid document) or
     :class:`ConfigurationError` (no document, missing environment variables).
     """
+    return _load_for_crawl(settings, spider_args)[0]
+
+
+def _load_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> tuple[Plan, dict[str, Any]]:
+    """The Plan, and how to compile it again elsewhere (a parse worker): the
+    document's text, its name and the compile options."""
     path = spider_args.get("workflow")
     if not path:
         raise ConfigurationError(
             "the workflow spider needs a workflow document: "
             "scrapy crawl workflow -a workflow=path/to/workflow.yaml"
+        )
+    if settings.getint("WFCRAWL_PARSE_WORKERS") > 0 and not _asyncio_reactor(settings):
+        raise ConfigurationError(
+            "WFCRAWL_PARSE_WORKERS needs Scrapy's asyncio reactor (TWISTED_REACTOR = "
+            f"'{ASYNCIO_REACTOR}', Scrapy's default)"
         )
     script_modules = settings.getlist("WFCRAWL_SCRIPT_MODULES")
     options: dict[str, Any] = {
@@ -62,14 +76,25 @@ def plan_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> Pl
     # Not a file: maybe the name of a workflow bundled in the package (scrapyd:
     # `schedule.json -d workflow=shop`, the egg holds wfcrawl/examples/shop.yaml).
     bundled = bundled_document(path)
-    plan = load_text(bundled, f"bundled:{path}", **options) if bundled is not None else load_plan(path, **options)
+    text, name = (bundled, f"bundled:{path}") if bundled is not None else (read_document(path), str(path))
+    plan = load_text(text, name, **options)
     missing = [name for name in plan.env_names if name not in os.environ]
     if missing:
         raise ConfigurationError(
             f"{path}: form values come from environment variable(s) that are not set: "
             + ", ".join(missing)
         )
-    return plan
+    return plan, {"text": text, "name": name, "options": options}
+
+
+ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+
+
+def _asyncio_reactor(settings: BaseSettings) -> bool:
+    """Whether the crawl runs on asyncio (parse workers need its event loop)."""
+    if is_reactor_installed():
+        return is_asyncio_reactor_installed()
+    return settings.get("TWISTED_REACTOR") in (None, "", ASYNCIO_REACTOR)  # installed later, by the crawler process
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -88,6 +113,10 @@ class WorkflowSpider(Spider):
     plan: Plan
     execution_id: str
     execution_id_given: bool
+    #: Parse workers (WFCRAWL_PARSE_WORKERS), and the phases they parse.
+    parse_pool: ParsePool | None = None
+    _offloaded: frozenset[str] = frozenset()
+    _parse_document: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -95,7 +124,7 @@ class WorkflowSpider(Spider):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> WorkflowSpider:
-        plan = plan_for_crawl(crawler.settings, kwargs)
+        plan, document = _load_for_crawl(crawler.settings, kwargs)
         spider: WorkflowSpider = super().from_crawler(crawler, *args, **kwargs)
         spider.plan = plan
         spider.execution_id = kwargs.get("execution_id") or uuid.uuid4().hex[:12]
@@ -106,7 +135,37 @@ class WorkflowSpider(Spider):
         # effect at "spider" priority, so `-s` on the command line still wins.
         apply_workflow_policy(crawler.settings, plan)
         apply_render_policy(crawler.settings, plan)  # before the add-on installs the browser
+        spider._parse_document = document
+        if crawler.settings.getint("WFCRAWL_PARSE_WORKERS") > 0:
+            crawler.signals.connect(spider._open_parse_workers, signal=signals.spider_opened)
         return spider
+
+    def _open_parse_workers(self) -> None:
+        """Set up the parse workers (settings are final now, add-ons applied)."""
+        settings = self.crawler.settings
+        size = settings.getint("WFCRAWL_PARSE_WORKERS")
+        if size <= 0:
+            return
+        offloaded = frozenset(name for name, phase in self.plan.phases.items() if phase.offloadable)
+        if not offloaded:
+            logger.info("WFCRAWL_PARSE_WORKERS: no phase of %s can be parsed in a worker (script and form "
+                        "nodes run in the crawl process)", self.plan.name, extra={"spider": self})
+            return
+        level = logging.getLevelName(str(settings.get("LOG_LEVEL", "DEBUG")).upper())
+        stats = self.crawler.stats
+        self._offloaded = offloaded
+        self.parse_pool = ParsePool(
+            size, {**self._parse_document, "log_level": level if isinstance(level, int) else logging.DEBUG},
+            max_restarts=settings.getint("WFCRAWL_PARSE_WORKER_RESTARTS"),
+            count=lambda key: stats.inc_value(key),
+        )
+        self.crawler.signals.connect(self._close_parse_workers, signal=signals.spider_closed)
+        logger.info("Parsing the pages of phase(s) %s in %d parse worker(s)", ", ".join(sorted(offloaded)), size,
+                    extra={"spider": self})
+
+    async def _close_parse_workers(self) -> None:
+        assert self.parse_pool is not None
+        await self.parse_pool.close()
 
     # ------------------------------------------------------------ requests
 
@@ -181,58 +240,98 @@ class WorkflowSpider(Spider):
 
     # ------------------------------------------------------------ responses
 
-    def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
+    def parse(self, response: Response, **kwargs: Any) -> Iterable[Any] | Coroutine[Any, Any, list[Any]]:
         meta = response.meta
         phase = self.plan.phases[meta[meta_keys.PHASE]]
         stats = self.crawler.stats
         stats.inc_value(f"wfcrawl/pages/{phase.name}")
         if phase.when_marker is not None and meta[meta_keys.MARKER] not in phase.when_marker:
             stats.inc_value("wfcrawl/pages/skipped/marker")
-            return
+            return ()
         if not isinstance(response, TextResponse):
             stats.inc_value("wfcrawl/pages/error/not_text")
-            return
+            return ()
         body = response.body
         if not body or body.isspace():  # = not body.strip(), without copying the body
             stats.inc_value("wfcrawl/pages/error/empty")
-            return
+            return ()
         page = Page(
             response, phase=phase.name, marker=meta[meta_keys.MARKER], markers=tuple(meta[meta_keys.MARKERS]),
             depth=meta[meta_keys.DEPTH], page_number=meta.get(meta_keys.PAGE), reporter=self,
         )
+        if self.parse_pool is not None and phase.name in self._offloaded:
+            # A coroutine: Scrapy awaits it (asyncio reactor) while this process goes on downloading.
+            return self._parse_in_worker(response, phase, page)
+        return self._outputs(phase.run(page), response, phase, page)
+
+    async def _parse_in_worker(self, response: TextResponse, phase: Phase, page: Page) -> list[Any]:
+        """Parse ``page`` in a parse worker (``WFCRAWL_PARSE_WORKERS``); same outputs,
+        stats and warnings as in this process."""
+        assert self.parse_pool is not None
+        stats = self.crawler.stats
+        try:
+            result = await self.parse_pool.parse(response, page)
+        except ParseWorkerCrashed as exc:
+            # Two workers died with this page in hand: do not risk this process too.
+            stats.inc_value("wfcrawl/pages/error/parse_worker")
+            logger.error("Page dropped: %s", exc, extra={"spider": self})
+            return []
+        except ParsePoolUnavailable:
+            stats.inc_value("wfcrawl/parse_workers/fallback")
+            return list(self._outputs(phase.run(page), response, phase, page))
+        stats.inc_value("wfcrawl/parse_workers/pages")
+        for key, n in result.counts.items():
+            stats.inc_value(key, n)
+        for key, msg, args in result.warnings:
+            self.warn_once(key, msg, *args)
+        for name, level, msg in result.logs:
+            logging.getLogger(name).log(level, "%s", msg, extra={"spider": self})
+        return list(self._outputs(result.outputs, response, phase, page))
+
+    def _outputs(
+        self, outputs: Iterable[Item | Link | FormSubmit | NodeFailure], response: TextResponse,
+        phase: Phase, page: Page,
+    ) -> Iterator[Any]:
+        """Items and requests from the outputs of a phase's nodes."""
+        stats = self.crawler.stats
         provenance: dict[str, Any] | None = None
-        for node in phase.nodes:
-            if not node.applies(page):
-                continue
-            try:
-                for out in node.run(page):
-                    if isinstance(out, Item):
-                        if provenance is None:
-                            provenance = self._provenance(page)
-                        stats.inc_value(f"wfcrawl/items/{out.type}")
-                        data = out.data
-                        data["_type"] = out.type
-                        data["_meta"] = provenance
-                        yield data
-                    elif isinstance(out, Link):
-                        request = self._follow(out, phase, page)
-                        if request is not None:
-                            yield request
-                    elif isinstance(out, FormSubmit):
-                        request = self._form_request(out, response, page)
-                        if request is not None:
-                            yield request
-            except NotJSONError:
-                stats.inc_value("wfcrawl/pages/error/bad_json")
-                self.warn_once(("json", node.label), "Node %s expected JSON at %s", node.label, response.url)
-            except Exception as exc:
-                stats.inc_value(f"wfcrawl/nodes/error/{type(exc).__name__}")
-                if ("node", node.label, type(exc)) not in self._warned:
-                    self._warned.add(("node", node.label, type(exc)))
-                    logger.exception(
-                        "Node %s of phase %s failed at %s", node.label, phase.name, response.url,
-                        extra={"spider": self},
-                    )
+        for out in outputs:
+            if isinstance(out, Item):
+                if provenance is None:
+                    provenance = self._provenance(page)
+                stats.inc_value(f"wfcrawl/items/{out.type}")
+                data = out.data
+                data["_type"] = out.type
+                data["_meta"] = provenance
+                yield data
+            elif isinstance(out, Link):
+                request = self._follow(out, phase, page)
+                if request is not None:
+                    yield request
+            elif isinstance(out, FormSubmit):
+                request = self._form_request(out, response, page)
+                if request is not None:
+                    yield request
+            elif isinstance(out, NodeFailure):
+                self._node_failed(out, phase, response.url)
+
+    def _node_failed(self, failure: NodeFailure, phase: Phase, url: str) -> None:
+        stats = self.crawler.stats
+        if failure.error == "bad_json":
+            stats.inc_value("wfcrawl/pages/error/bad_json")
+            self.warn_once(("json", failure.label), "Node %s expected JSON at %s", failure.label, url)
+            return
+        stats.inc_value(f"wfcrawl/nodes/error/{failure.error}")
+        key = ("node", failure.label, failure.error)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        if failure.exc is not None:
+            logger.error("Node %s of phase %s failed at %s", failure.label, phase.name, url,
+                         exc_info=failure.exc, extra={"spider": self})
+        else:
+            logger.error("Node %s of phase %s failed at %s (in a parse worker)\n%s", failure.label, phase.name, url,
+                         (failure.traceback or "").rstrip(), extra={"spider": self})
 
     def _provenance(self, page: Page) -> dict[str, Any]:
         # One dict per response, shared (read-only) by its items: cheap provenance.

@@ -63,6 +63,19 @@ class FormSubmit:
     node: FormNode
 
 
+@dataclass(frozen=True)
+class NodeFailure:
+    """A node raised: what it yielded before stands, the page's other nodes still run."""
+
+    label: str
+    #: ``bad_json`` (the node needed JSON and the body is not), else the exception's type name.
+    error: str
+    #: The exception, when the node ran in this process.
+    exc: BaseException | None = None
+    #: The formatted traceback, when the node ran in a parse worker (wfcrawl.parsing).
+    traceback: str | None = None
+
+
 class Reporter(Protocol):
     """Where nodes send counts (stats) and once-per-key warnings."""
 
@@ -363,6 +376,26 @@ class Phase:
             if transition.matches(link):
                 return transition
         return None
+
+    def run(self, page: Page) -> Iterator[Item | Link | FormSubmit | NodeFailure]:
+        """The outputs of the phase's nodes on ``page``, in node order; a failing
+        node yields a :class:`NodeFailure` instead of stopping the page."""
+        for node in self.nodes:
+            if not node.applies(page):
+                continue
+            try:
+                yield from node.run(page)
+            except NotJSONError:
+                yield NodeFailure(node.label, "bad_json")
+            except Exception as exc:
+                yield NodeFailure(node.label, type(exc).__name__, exc)
+
+    @property
+    def offloadable(self) -> bool:
+        """Whether a parse worker (another process) can run this phase: only nodes
+        that need nothing but the page. Script nodes get the live response and run
+        user code; form nodes build requests from it: both run in the crawl process."""
+        return all(isinstance(node, (LinksNode, ExtractNode, PaginateNode)) for node in self.nodes)
 
 
 @dataclass(frozen=True)

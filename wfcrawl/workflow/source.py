@@ -177,6 +177,11 @@ def parse_text(text: str, name: str = "<workflow>") -> Source:
 
 def load_source(path: str | Path) -> Source:
     """Read and parse a workflow file; errors name the file."""
+    return parse_text(read_document(path), str(path))
+
+
+def read_document(path: str | Path) -> str:
+    """The text of a workflow file; errors (unreadable, not UTF-8) name the file."""
     name = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -190,4 +195,4 @@ def load_source(path: str | Path) -> Source:
         raise WorkflowError(
             [Problem(name, 1, 1, "$", f"not UTF-8 text: {exc.reason}", "parse")]
         ) from None
-    return parse_text(text, name)
+    return text
