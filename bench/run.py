@@ -11,8 +11,8 @@ seed and generator version), serves it with nginx and crawls it with
 each as a child process, runs interleaved (a, b, c, a, b, c, ...).  For every run
 it measures wall time, pages fetched (from nginx's access log), items, CPU%
 (child user+sys time / wall time, its reaped children included: parse workers) and
-peak RSS (the child's ``ru_maxrss`` from ``os.wait4``, or the peak of the summed RSS
-of its process group, sampled every 0.2 s, when that is higher: a crawler with
+peak RSS (the child's ``ru_maxrss`` from ``os.wait4``, or the peak of the RSS summed
+over its process group, sampled every 0.2 s, when that is higher: a crawler with
 worker processes), and checks that the run produced exactly one correct item for
 every product (the generator's catalog is the ground truth); any miss fails the
 benchmark.  Then it checks memory flatness: peak RSS at ``--flat-products``
@@ -38,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,20 +97,12 @@ def _wfcrawl_cli(base_url: str, out: Path) -> list[str]:
     return [_venv_exe("wfcrawl"), "run", str(WORKFLOW), "--base-url", base_url, "-O", str(out), *scrapy_cli_args()]
 
 
-#: (f): wfcrawl with its opt-in fast options (docs/performance.md): a parse worker, the aiohttp download
-#: handler and the uvloop event loop (``pip install 'wfcrawl[fast]'``).
-FAST_OPTIONS: dict[str, Any] = {
-    "DOWNLOAD_HANDLERS": {
-        "http": "wfcrawl.downloader.aiohttp.AiohttpDownloadHandler",
-        "https": "wfcrawl.downloader.aiohttp.AiohttpDownloadHandler",
-    },
-    "ASYNCIO_EVENT_LOOP": "uvloop.Loop",
-    "WFCRAWL_PARSE_WORKERS": 1,
-}
-
-
 def _wfcrawl_fast(base_url: str, out: Path) -> list[str]:
-    return [*_wfcrawl_scrapy(base_url, out), *scrapy_cli_args(FAST_OPTIONS)]
+    """(f): wfcrawl with its opt-in fast options, as users turn them on (``wfcrawl run
+    --fast``, wfcrawl.settings.defaults.FAST_OPTIONS: a parse worker, the aiohttp
+    download handler, uvloop; ``pip install 'wfcrawl[fast]'``); one parse worker
+    whatever the core count, so that runs on other machines compare."""
+    return [*_wfcrawl_cli(base_url, out), "--fast", "--parse-workers", "1"]
 
 
 def _handwritten(base_url: str, out: Path) -> list[str]:
@@ -134,7 +126,7 @@ def crawlers(wfcrawl_cli: bool) -> dict[str, Crawler]:
         ),
         "b": Crawler("b", "(b) hand-written Scrapy spider", _handwritten, None),
         "c": Crawler("c", "(c) Crawlee ParselCrawler", _crawlee, None),
-        "f": Crawler("f", "(f) wfcrawl + parse worker, aiohttp, uvloop", _wfcrawl_fast, ROOT),
+        "f": Crawler("f", "(f) wfcrawl run --fast (parse worker, aiohttp, uvloop)", _wfcrawl_fast, ROOT),
     }
 
 
@@ -220,51 +212,60 @@ def system_busy_s() -> float:
 
 class GroupRSS(threading.Thread):
     """Samples the summed resident set size of a process group (a crawler and its
-    worker processes) every ``interval`` seconds; ``peak_kib`` is the highest sum."""
+    worker processes) every ``interval`` seconds; ``peak_kib`` is the highest sum.
+    The group's members are looked up in /proc every ``discover`` samples, and only
+    their statm is read in between, so the harness takes next to no CPU from the
+    run it measures."""
 
     PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
-    def __init__(self, pgid: int, interval: float = 0.2) -> None:
+    def __init__(self, pgid: int, interval: float = 0.2, discover: int = 10) -> None:
         super().__init__(daemon=True)
         self.pgid = pgid
         self.interval = interval
+        self.discover = discover
         self.peak_kib = 0
         self.done = threading.Event()
+        self.members: list[int] = [pgid]
 
     def sample(self) -> int:
         total = 0
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
+        for pid in self.members:
             try:
-                with open(f"/proc/{entry.name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
+                with open(f"/proc/{pid}/statm") as f:
+                    total += int(f.read().split()[1])  # resident, in pages
+            except (OSError, ValueError, IndexError):
                 continue
-            if int(fields[2]) == self.pgid:  # pgrp
-                total += int(fields[21]) * self.PAGE_KIB  # rss, in pages
-        return total
+        return total * self.PAGE_KIB
 
     def run(self) -> None:
+        n = 0
         while not self.done.wait(self.interval):
+            if n % self.discover == 1:  # the first lookup 0.2 s after start
+                self.members = group_pids(self.pgid) or self.members
+            n += 1
             self.peak_kib = max(self.peak_kib, self.sample())
 
 
-def group_cpu_s(pgid: int) -> float:
-    """User + system CPU seconds of the live processes of a process group (nginx)."""
-    total = 0
+def _proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, /proc/PID/stat fields after the command name) of every live process."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                yield int(entry.name), f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # pgrp
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLK_TCK
 
+
+def group_pids(pgid: int) -> list[int]:
+    return [pid for pid, fields in _proc_stats() if int(fields[2]) == pgid]  # pgrp
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of a process group (nginx)."""
+    return sum(int(f[11]) + int(f[12]) for _, f in _proc_stats() if int(f[2]) == pgid) / CLK_TCK  # utime, stime
 
 
 @dataclass

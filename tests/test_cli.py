@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -122,3 +125,62 @@ def test_wfcrawl_demo(tmp_path: Path) -> None:
     }
     # robots.txt disallows /private/: the demo obeys it.
     assert "private" not in out.read_text()
+
+
+def test_wfcrawl_run_fast(tmp_path: Path) -> None:
+    """--fast: the same items as without, parsed in workers, over the aiohttp handler and uvloop."""
+    stats_file = tmp_path / "stats.json"
+    outputs = {}
+    with MockServer() as server:
+        for name, extra in (("plain", []), ("fast", ["--fast", "--parse-workers", "2"])):
+            out = tmp_path / f"{name}.jsonl"
+            proc = run(sys.executable, "-m", "wfcrawl.cli", "run", "workflows/shop.yaml", "--base-url", server.url,
+                       "--execution-id", "same", "-O", f"{out}:jsonlines", *extra,
+                       "-s", f"WFCRAWL_STATS_FILE={stats_file}", "-s", "LOG_LEVEL=DEBUG")
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            items = [json.loads(line) for line in out.read_text().splitlines()]
+            for item in items:
+                item["_meta"].pop("fetched_at")
+            outputs[name] = sorted(items, key=lambda i: json.dumps(i, sort_keys=True))
+            stats = json.loads(stats_file.read_text())
+            if name == "fast":
+                assert stats["wfcrawl/parse_workers/pages"] == 14
+                assert "Using asyncio event loop: uvloop.Loop" in proc.stderr
+                assert "AiohttpDownloadHandler is experimental" in proc.stderr  # Scrapy says so when it loads it
+            else:
+                assert "wfcrawl/parse_workers/pages" not in stats
+    assert len(outputs["plain"]) == 9
+    assert outputs["fast"] == outputs["plain"]
+
+
+def test_fast_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wfcrawl.cli import fast_settings
+    from wfcrawl.exceptions import ConfigurationError
+
+    def as_dict(args: list[str]) -> dict[str, str]:
+        assert args[::2] == ["-s"] * (len(args) // 2)
+        return dict(a.split("=", 1) for a in args[1::2])
+
+    shop = as_dict(fast_settings("workflows/shop.yaml", 3))
+    assert shop == {
+        "DOWNLOAD_HANDLERS": json.dumps({"http": "wfcrawl.downloader.aiohttp.AiohttpDownloadHandler",
+                                         "https": "wfcrawl.downloader.aiohttp.AiohttpDownloadHandler"}),
+        "ASYNCIO_EVENT_LOOP": "uvloop.Loop", "WFCRAWL_PARSE_WORKERS": "3",
+    }
+    # A rendering workflow keeps scrapy-playwright's handler and the default loop.
+    rendering = tmp_path / "rendered.yaml"
+    rendering.write_text("""\
+name: rendered
+start_urls: [http://127.0.0.1:1/js/onload.html]
+phases:
+  page:
+    render: {wait_for: "#items li"}
+    nodes:
+      - {type: extract, item: page, fields: {title: title}}
+""")
+    assert as_dict(fast_settings(str(rendering), 1)) == {"WFCRAWL_PARSE_WORKERS": "1"}
+    # Without the fast extra: a clear error (wfcrawl run exits 2 with it).
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else find_spec(name, *a))
+    with pytest.raises(ConfigurationError, match=re.escape("--fast needs uvloop: pip install 'wfcrawl[fast]'")):
+        fast_settings("workflows/shop.yaml")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Crawl, run_crawl, stat_items
+from tests.conftest import Crawl, run_crawl, stat_items
 from tests.mockserver import MockServer
-from tests.test_crawl_robustness import BROKEN
+from tests.test_crawl_robustness import BROKEN, REQUIRED
 from tests.test_crawl_shop import shop_products
 
 WORKERS = ("-s", "WFCRAWL_PARSE_WORKERS=2")
@@ -48,21 +49,6 @@ phases:
       - {type: extract, item: title, fields: {title: title}}
 """
 
-REQUIRED = """\
-name: required
-base_url: http://localhost
-start_urls: [/shop/category/laptops-1.html, /shop/category/laptops-2.html]
-obey_robots: false
-phases:
-  cards:
-    nodes:
-      - type: extract
-        item: card
-        rows: div.product-card
-        fields:
-          name: a.title::text
-          price: {css: span.price, type: float, required: true}
-"""
 
 
 def _comparable(result: Crawl) -> tuple[list[Any], dict[str, Any]]:
@@ -254,6 +240,13 @@ def _pool(counts: Counter[str], size: int = 1, max_restarts: int = 3, text: str 
     )
 
 
+#: A worker that says it is ready, reads a little, then dies without answering.
+CRASHER = (
+    "import os, pickle, struct, sys; os.read(0, 1); p = pickle.dumps(('ready', os.getpid())); "
+    "os.write(1, struct.pack('>I', len(p)) + p); os.read(0, 1); sys.exit(3)"
+)
+
+
 async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -300,7 +293,7 @@ def test_pages_of_a_killed_worker_go_to_its_replacement() -> None:
 
 
 def test_page_held_by_two_dying_workers_is_dropped_then_pool_gives_up() -> None:
-    from wfcrawl.parsing.pool import ParsePoolUnavailable, ParseWorkerCrashed
+    from wfcrawl.parsing.pool import ParsePoolUnavailableError, ParseWorkerCrashedError
 
     async def main() -> None:
         counts: Counter[str] = Counter()
@@ -311,15 +304,15 @@ def test_page_held_by_two_dying_workers_is_dropped_then_pool_gives_up() -> None:
             os.kill(first, signal.SIGSTOP)
             pending = asyncio.ensure_future(pool.parse(*_page(1)))
             await _until(lambda: len(pool.workers[0].pending) == 1)
-            # Replacements die as soon as their first bytes arrive, without answering.
-            pool.command = [sys.executable, "-c", "import os, sys; os.read(0, 1); sys.exit(3)"]
+            # Replacements say they are ready, then die without answering.
+            pool.command = [sys.executable, "-c", CRASHER]
             os.kill(first, signal.SIGKILL)
-            with pytest.raises(ParseWorkerCrashed, match="http://shop.test/p/1: two parse workers died"):
+            with pytest.raises(ParseWorkerCrashedError, match=re.escape("http://shop.test/p/1: two parse workers died")):
                 await pending
             # The next page kills the second replacement; restarts are used up.
-            with pytest.raises(ParsePoolUnavailable, match="WFCRAWL_PARSE_WORKER_RESTARTS reached"):
+            with pytest.raises(ParsePoolUnavailableError, match="WFCRAWL_PARSE_WORKER_RESTARTS reached"):
                 await pool.parse(*_page(2))
-            with pytest.raises(ParsePoolUnavailable):
+            with pytest.raises(ParsePoolUnavailableError):
                 await pool.parse(*_page(3))
         finally:
             await pool.close()
@@ -329,14 +322,32 @@ def test_page_held_by_two_dying_workers_is_dropped_then_pool_gives_up() -> None:
     asyncio.run(asyncio.wait_for(main(), 120))
 
 
+def test_worker_that_exits_before_it_is_ready_makes_the_pool_unavailable() -> None:
+    from wfcrawl.parsing.pool import ParsePoolUnavailableError
+
+    async def main() -> None:
+        counts: Counter[str] = Counter()
+        pool = _pool(counts)
+        pool.command = [sys.executable, "-c", "import sys; sys.exit(7)"]
+        try:
+            with pytest.raises(ParsePoolUnavailableError, match=re.escape("exited before it was ready (exit code 7)")):
+                await pool.parse(*_page(0))
+            assert pool.restarts == 0
+        finally:
+            await pool.close()
+        assert counts == Counter({"wfcrawl/parse_workers/lost": 1})
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
 def test_worker_that_cannot_start_makes_the_pool_unavailable() -> None:
-    from wfcrawl.parsing.pool import ParsePoolUnavailable
+    from wfcrawl.parsing.pool import ParsePoolUnavailableError
 
     async def main() -> None:
         counts: Counter[str] = Counter()
         pool = _pool(counts, text="name: broken\nphases: 3\n")
         try:
-            with pytest.raises(ParsePoolUnavailable, match="a parse worker could not start"):
+            with pytest.raises(ParsePoolUnavailableError, match="a parse worker could not start"):
                 await pool.parse(*_page(0))
             assert "WorkflowError" in (pool.unavailable or "")
         finally:

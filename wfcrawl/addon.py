@@ -16,7 +16,11 @@ from scrapy.utils.misc import load_object
 from wfcrawl.render.setup import install_rendering
 from wfcrawl.scheduler.setup import install_redis_scheduler
 from wfcrawl.settings.defaults import (
-    DEFAULTS, FAST_PROFILE, FAST_PROFILE_DISABLED, FAST_PROFILE_REPLACED, SAFE_DEFAULTS,
+    DEFAULTS,
+    FAST_PROFILE,
+    FAST_PROFILE_DISABLED,
+    FAST_PROFILE_REPLACED,
+    SAFE_DEFAULTS,
 )
 
 #: (setting, component class path), order: what the add-on plugs into Scrapy.

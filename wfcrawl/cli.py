@@ -1,6 +1,7 @@
 """The ``wfcrawl`` console command.
 
-``wfcrawl run FILE``       crawl a workflow (``scrapy crawl workflow`` with its options)
+``wfcrawl run FILE``       crawl a workflow (``scrapy crawl workflow`` with its options;
+                           ``--fast``: the opt-in fast options, docs/performance.md)
 ``wfcrawl validate FILE``  check workflow documents; non-zero exit on any problem
 ``wfcrawl demo``           serve the bundled demo shop locally and crawl it
 ``wfcrawl scheduler``      launch scheduled workflows (cron), once across replicas
@@ -25,8 +26,45 @@ def _use_wfcrawl_project() -> None:
         os.environ["SCRAPY_SETTINGS_MODULE"] = "wfcrawl.settings"
 
 
+def fast_settings(workflow: str, parse_workers: int | None = None) -> list[str]:
+    """``-s`` arguments for ``wfcrawl run --fast`` (FAST_OPTIONS); raises
+    ConfigurationError when the ``fast`` extra is not installed."""
+    import importlib.util
+    import json
+
+    from wfcrawl.exceptions import ConfigurationError, WorkflowError
+    from wfcrawl.settings.defaults import FAST_OPTIONS
+
+    missing = [m for m in ("aiohttp", "uvloop") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigurationError(f"--fast needs {', '.join(missing)}: pip install 'wfcrawl[fast]'")
+    options = dict(FAST_OPTIONS)
+    if parse_workers is None:
+        parse_workers = len(os.sched_getaffinity(0)) - 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) - 1
+    options["WFCRAWL_PARSE_WORKERS"] = max(parse_workers, 0)
+    try:
+        from wfcrawl.launcher.bundled import bundled_document
+        from wfcrawl.workflow import load_plan, load_text
+
+        bundled = bundled_document(workflow)
+        plan = load_text(bundled, workflow) if bundled is not None else load_plan(workflow)
+        renders = any(p.render is not None for p in plan.phases.values()) or any(
+            getattr(node, "render", None) is not None for p in plan.phases.values() for node in p.nodes
+        )
+    except WorkflowError:
+        renders = False  # the crawl command reports the document's problems
+    if renders:  # rendered pages go through scrapy-playwright's handler, on the loop it is tested with
+        del options["DOWNLOAD_HANDLERS"], options["ASYNCIO_EVENT_LOOP"]
+    args: list[str] = []
+    for name, value in options.items():
+        args += ["-s", f"{name}={json.dumps(value) if isinstance(value, dict) else value}"]
+    return args
+
+
 def _run(args: argparse.Namespace, scrapy_args: list[str]) -> int:
     from scrapy.cmdline import execute
+
+    from wfcrawl.exceptions import ConfigurationError
 
     _use_wfcrawl_project()
     argv = ["scrapy", "crawl", "workflow", "-a", f"workflow={args.file}"]
@@ -34,6 +72,12 @@ def _run(args: argparse.Namespace, scrapy_args: list[str]) -> int:
         argv += ["-a", f"base_url={args.base_url}"]
     if args.execution_id:
         argv += ["-a", f"execution_id={args.execution_id}"]
+    if args.fast:
+        try:
+            argv += fast_settings(args.file, args.parse_workers)  # before the user's -s: theirs win
+        except ConfigurationError as exc:
+            print(f"wfcrawl run: {exc}", file=sys.stderr)
+            return 2
     try:
         execute(argv + scrapy_args)
     except SystemExit as exc:
@@ -54,6 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("file")
     run.add_argument("--base-url", help="override the document's base_url")
     run.add_argument("--execution-id", help="name this run (default: generated)")
+    run.add_argument(
+        "--fast", action="store_true",
+        help="the opt-in fast options (docs/performance.md): parse workers on the spare cores, the aiohttp "
+        "download handler (not for rendering workflows) and uvloop; needs the fast extra",
+    )
+    run.add_argument("--parse-workers", type=int, metavar="N",
+                     help="with --fast: parse worker processes (default: usable cores - 1)")
 
     validate = sub.add_parser("validate", help="validate workflow documents")
     validate.add_argument("files", nargs="+")

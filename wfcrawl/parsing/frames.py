@@ -6,7 +6,7 @@ no one else holds; nothing from a workflow document or a page is ever
 unpickled except what our own worker pickled.
 
 Messages, crawl process -> worker:
-  init:  ``{"text", "name", "options", "sys_path", "log_level"}`` (once, first)
+  init:  ``{"text", "name", "options", "log_level"}`` (once, first)
   task:  :data:`Task` (one per page)
 
 worker -> crawl process:

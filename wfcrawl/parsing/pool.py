@@ -6,12 +6,13 @@ page is lost without a trace:
 - every page a dead worker held is sent again, once, to a new worker
   (``wfcrawl/parse_workers/retried``);
 - a page that was in the hands of two workers that died raises
-  :class:`ParseWorkerCrashed`: it is likely the cause, and the crawl process
+  :class:`ParseWorkerCrashedError`: it is likely the cause, and the crawl process
   does not parse it itself (that could kill the crawl); the spider counts it
   (``wfcrawl/pages/error/parse_worker``) and logs its URL;
 - a dead worker is replaced, at most ``WFCRAWL_PARSE_WORKER_RESTARTS`` times in
-  a crawl; past that, or if a worker cannot start (its init fails), the pool is
-  unavailable: :class:`ParsePoolUnavailable`, and the spider parses in its own
+  a crawl; past that, or if a worker cannot start (it fails or exits before it
+  is ready), the pool is
+  unavailable: :class:`ParsePoolUnavailableError`, and the spider parses in its own
   process from then on (``wfcrawl/parse_workers/fallback``), logged once.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -39,11 +41,11 @@ logger = logging.getLogger(__name__)
 EXIT_TIMEOUT = 10.0
 
 
-class ParsePoolUnavailable(RuntimeError):
+class ParsePoolUnavailableError(RuntimeError):
     """No parse worker can take the page: parse it in the crawl process."""
 
 
-class ParseWorkerCrashed(RuntimeError):
+class ParseWorkerCrashedError(RuntimeError):
     """Two parse workers died holding this page."""
 
 
@@ -106,7 +108,7 @@ class ParsePool:
         count: Callable[[str], None], command: list[str] | None = None,
     ) -> None:
         self.size = size
-        self.init_frame = frames.encode({**init, "sys_path": list(sys.path)})
+        self.init_frame = frames.encode(init)
         self.max_restarts = max_restarts
         self.count = count
         self.command = command or [sys.executable, "-m", "wfcrawl.parsing.worker"]
@@ -123,7 +125,7 @@ class ParsePool:
 
     async def parse(self, response: TextResponse, page: Page) -> ParseResult:
         if self.unavailable is not None or self.closed:
-            raise ParsePoolUnavailable(self.unavailable or "closed")
+            raise ParsePoolUnavailableError(self.unavailable or "closed")
         if not self._started:
             self._started = True
             for index in range(self.size):
@@ -166,12 +168,16 @@ class ParsePool:
             if worker.process.poll() is None:
                 worker.process.kill()
                 worker.process.wait()
-        self._fail_all(ParsePoolUnavailable("closed"))
+        self._fail_all(ParsePoolUnavailableError("closed"))
 
     # ------------------------------------------------------------ internals
 
     def _spawn(self, index: int) -> None:
-        process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+        # The worker imports wfcrawl from wherever this process found it (a scrapyd egg, say).
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        process = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, env=env,
+        )
         worker = _Worker(index, process)
         if index < len(self.workers):
             self.workers[index] = worker
@@ -193,7 +199,7 @@ class ParsePool:
         writer.write(self.init_frame)
         for task in worker.pending.values():
             writer.write(task.frame)
-        worker.writer = writer  # type: ignore[assignment]
+        worker.writer = writer
         waiting, self._waiting = self._waiting, []
         for task in waiting:
             self._dispatch(task)
@@ -234,7 +240,9 @@ class ParsePool:
             worker.index, worker.process.pid, worker.process.poll(), len(pending),
         )
         if self.unavailable is None and not self.closed:
-            if self.restarts >= self.max_restarts:
+            if not worker.ready:  # it could not even start: another would not either
+                self._give_up(f"a parse worker exited before it was ready (exit code {worker.process.poll()})")
+            elif self.restarts >= self.max_restarts:
                 self._give_up(f"{self.restarts} parse worker restart(s): WFCRAWL_PARSE_WORKER_RESTARTS reached")
             else:
                 self.restarts += 1
@@ -244,11 +252,11 @@ class ParsePool:
             if task.future.done():
                 continue
             if task.attempts >= 2:
-                task.future.set_exception(ParseWorkerCrashed(
+                task.future.set_exception(ParseWorkerCrashedError(
                     f"{task.url}: two parse workers died while parsing it"
                 ))
             elif self.unavailable is not None or self.closed:
-                task.future.set_exception(ParsePoolUnavailable(self.unavailable or "closed"))
+                task.future.set_exception(ParsePoolUnavailableError(self.unavailable or "closed"))
             else:
                 self.count("wfcrawl/parse_workers/retried")
                 self._dispatch(task)
@@ -263,7 +271,7 @@ class ParsePool:
                 worker.closing = True
                 if worker.writer is not None:
                     worker.writer.close()
-        self._fail_all(ParsePoolUnavailable(reason))
+        self._fail_all(ParsePoolUnavailableError(reason))
 
     def _fail_all(self, exc: Exception) -> None:
         tasks = [t for w in self.workers for t in w.pending.values()] + self._waiting

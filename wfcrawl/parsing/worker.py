@@ -113,7 +113,6 @@ def main() -> int:
     init = frames.read(stdin)
     if init is None:
         return 0
-    sys.path[:] = init.get("sys_path") or sys.path
     try:
         worker = Worker(init)
     except Exception:

@@ -330,6 +330,12 @@ FAST_PROFILE: dict[str, Any] = {
 #: unless the project names them itself. Each is a layer every request or
 #: every callback output goes through; docs/performance.md says why each one
 #: is not needed by workflow crawls, and why the others stay.
+FAST_PROFILE_DISABLED: tuple[tuple[str, str], ...] = (
+    # Warns when a spider copies internal keys of response.meta into new
+    # requests: the WorkflowSpider builds every request's meta from scratch.
+    ("SPIDER_MIDDLEWARES", "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware"),
+)
+
 #: Scrapy components the fast profile replaces with wfcrawl's equivalent, at the
 #: same order, unless the project names Scrapy's: (setting, Scrapy's, wfcrawl's).
 FAST_PROFILE_REPLACED: tuple[tuple[str, str, str], ...] = (
@@ -338,8 +344,17 @@ FAST_PROFILE_REPLACED: tuple[tuple[str, str, str], ...] = (
      "wfcrawl.middlewares.metarefresh.MetaRefreshMiddleware"),
 )
 
-FAST_PROFILE_DISABLED: tuple[tuple[str, str], ...] = (
-    # Warns when a spider copies internal keys of response.meta into new
-    # requests: the WorkflowSpider builds every request's meta from scratch.
-    ("SPIDER_MIDDLEWARES", "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware"),
-)
+#: The opt-in fast options (docs/performance.md): what ``wfcrawl run --fast`` adds
+#: (and the benchmark's (f) run). Not in the fast profile because they change the
+#: HTTP client, the event loop and the process count under every crawl; the aiohttp
+#: handler and uvloop need the ``fast`` extra. ``--fast`` sets the parse workers to
+#: the usable cores minus one, and leaves the handler and uvloop out when the
+#: workflow renders (scrapy-playwright downloads those pages).
+FAST_OPTIONS: dict[str, Any] = {
+    "DOWNLOAD_HANDLERS": {
+        "http": "wfcrawl.downloader.aiohttp.AiohttpDownloadHandler",
+        "https": "wfcrawl.downloader.aiohttp.AiohttpDownloadHandler",
+    },
+    "ASYNCIO_EVENT_LOOP": "uvloop.Loop",
+    "WFCRAWL_PARSE_WORKERS": 1,
+}

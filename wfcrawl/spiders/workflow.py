@@ -34,13 +34,13 @@ from twisted.python.failure import Failure
 
 from wfcrawl.exceptions import ConfigurationError
 from wfcrawl.launcher.bundled import bundled_document
+from wfcrawl.parsing.pool import ParsePool, ParsePoolUnavailableError, ParseWorkerCrashedError
 from wfcrawl.render.setup import apply_render_policy
 from wfcrawl.settings.policy import apply_workflow_policy
 from wfcrawl.spiders import meta as meta_keys
 from wfcrawl.workflow import load_text
-from wfcrawl.workflow.source import read_document
-from wfcrawl.parsing.pool import ParsePool, ParsePoolUnavailable, ParseWorkerCrashed
 from wfcrawl.workflow.plan import FormSubmit, Item, Link, NodeFailure, Page, Phase, Plan
+from wfcrawl.workflow.source import read_document
 
 logger = logging.getLogger(__name__)
 
@@ -271,12 +271,12 @@ class WorkflowSpider(Spider):
         stats = self.crawler.stats
         try:
             result = await self.parse_pool.parse(response, page)
-        except ParseWorkerCrashed as exc:
+        except ParseWorkerCrashedError as exc:
             # Two workers died with this page in hand: do not risk this process too.
             stats.inc_value("wfcrawl/pages/error/parse_worker")
             logger.error("Page dropped: %s", exc, extra={"spider": self})
             return []
-        except ParsePoolUnavailable:
+        except ParsePoolUnavailableError:
             stats.inc_value("wfcrawl/parse_workers/fallback")
             return list(self._outputs(phase.run(page), response, phase, page))
         stats.inc_value("wfcrawl/parse_workers/pages")
