@@ -359,3 +359,39 @@ def test_rows_are_spilled_when_the_database_stays_away(
     assert stats["wfcrawl/postgres/items/spilled"] == 16
     assert "wfcrawl/postgres/items/inserted" not in stats
     assert any("rows written to" in line and str(path) in line for line in crawl.lines)
+
+    # PostgreSQL is back: `wfcrawl spill load` writes the rows the crawl would have written.
+    again = tmp_path / "again.jsonl"
+    again.write_bytes(path.read_bytes())
+
+    def load(file: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "wfcrawl.cli", "spill", "load", str(file), "--database-url", dsn, "--schema", "spill"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )
+
+    loaded = load(path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout == (f"{path}: 16 rows: 15 inserted, 0 updated, 1 quarantined, 0 refused by the database "
+                             f"-> {path.name}.loaded\n")
+    assert item_rows(dsn, "spill", server) == EXPECTED_ITEMS
+    assert quarantine_rows(dsn, "spill") == EXPECTED_QUARANTINE
+    assert not path.exists() and path.with_name(path.name + ".loaded").is_file()
+    # The same rows once more: upserts, nothing added.
+    assert load(again).stdout.startswith(f"{again}: 16 rows: 0 inserted, 15 updated, 1 quarantined")
+    assert item_rows(dsn, "spill", server) == EXPECTED_ITEMS
+
+
+def test_spill_file_with_a_broken_line_is_refused_whole(tmp_path: Path) -> None:
+    """A spill file cut short (the crawl killed while spilling): located error, nothing written."""
+    path = tmp_path / "postgres-shop-x-1.jsonl"
+    row = {c: None for c in ("workflow", "item_type", "item_key", "execution_id", "url", "phase", "depth",
+                             "markers", "scraped_at", "item")}
+    path.write_text(json.dumps({"table": "items", "row": row}) + "\n" + '{"table": "items", "row": {"wor\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "wfcrawl.cli", "spill", "load", str(path), "--database-url", "postgresql://unused"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"{path}:2: not a spill row: Unterminated string")
+    assert path.is_file() and proc.stdout == ""

@@ -5,6 +5,7 @@
 ``wfcrawl validate FILE``  check workflow documents; non-zero exit on any problem
 ``wfcrawl demo``           serve the bundled demo shop locally and crawl it
 ``wfcrawl scheduler``      launch scheduled workflows (cron), once across replicas
+``wfcrawl spill load FILE`` write PostgreSQL spill files into the database
 """
 
 from __future__ import annotations
@@ -85,6 +86,34 @@ def _run(args: argparse.Namespace, scrapy_args: list[str]) -> int:
     return 0
 
 
+def _spill_load(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wfcrawl.exceptions import ConfigurationError
+    from wfcrawl.storage.spill import load_spill
+
+    if not args.database_url:
+        print("wfcrawl spill load: no database: --database-url or DATABASE_URL", file=sys.stderr)
+        return 2
+    status = 0
+    for name in args.files:
+        path = Path(name)
+        try:
+            result = load_spill(path, args.database_url, args.schema)
+        except ConfigurationError as exc:  # the file, located; nothing of it written
+            print(exc, file=sys.stderr)
+            status = 2
+            continue
+        except Exception as exc:  # the database: the file stays, run the command again
+            print(f"{path}: not loaded ({type(exc).__name__}: {str(exc).strip()}); the file is kept", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{path}: {result.rows} rows: {result.inserted} inserted, {result.updated} updated, "
+              f"{result.quarantined} quarantined, {result.refused} refused by the database "
+              f"-> {path.name}.loaded")
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wfcrawl", description="Scrapy crawls described by workflow documents.")
     parser.add_argument("--version", action="version", version=f"wfcrawl {__version__}")
@@ -105,6 +134,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run.add_argument("--parse-workers", type=int, metavar="N",
                      help="with --fast: parse worker processes (default: usable cores - 1)")
+
+    spill = sub.add_parser(
+        "spill", help="load PostgreSQL spill files back into the database",
+        description="Write the rows of PostgreSQL spill files (WFCRAWL_STORAGE_SPILL_DIR) with the crawl's "
+        "idempotent upserts; each loaded file is renamed FILE.loaded. See docs/storage.md.",
+    )
+    spill.add_argument("action", choices=["load"])
+    spill.add_argument("files", nargs="+", metavar="FILE", help="postgres-*.jsonl spill files")
+    spill.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""),
+                       help="PostgreSQL to load into (default: $DATABASE_URL)")
+    spill.add_argument("--schema", default=os.environ.get("WFCRAWL_POSTGRES_SCHEMA", "wfcrawl"),
+                       help="schema of the crawl's tables (default: $WFCRAWL_POSTGRES_SCHEMA or wfcrawl)")
 
     validate = sub.add_parser("validate", help="validate workflow documents")
     validate.add_argument("files", nargs="+")
@@ -140,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigurationError as exc:
             print(f"wfcrawl scheduler: {exc}", file=sys.stderr)
             return 2
+    if args.command == "spill":
+        return _spill_load(args)
     if args.command == "validate":
         from wfcrawl.commands.validate import validate_files
 

@@ -309,8 +309,9 @@ class PostgresPipeline:
             count = await maybe_deferred_to_future(first.call(_spill, path, self.unwritten))
             self.stats.inc_value(f"{PREFIX}/items/spilled", count)
             logger.error(
-                "PostgreSQL stayed unavailable for WFCRAWL_STORAGE_CLOSE_TIMEOUT=%ss: %d rows written to %s instead",
-                self.config.retry.close_timeout, count, path, extra={"spider": self.crawler.spider},
+                "PostgreSQL stayed unavailable for WFCRAWL_STORAGE_CLOSE_TIMEOUT=%ss: %d rows written to %s instead "
+                "(once it is back: wfcrawl spill load %s)",
+                self.config.retry.close_timeout, count, path, path, extra={"spider": self.crawler.spider},
             )
         self.pressure.release_all()
         for w in self.writers:
