@@ -143,3 +143,33 @@ def test_a_bad_allowed_network_fails_the_crawl_at_start(
     broken = crawl(workflow, "-s", "WFCRAWL_SSRF_GUARD_ENABLED=True", "-s", "WFCRAWL_SSRF_ALLOWED_NETWORKS=lan")
     assert broken.items == []
     assert "WFCRAWL_SSRF_ALLOWED_NETWORKS: 'lan' is not a network (CIDR) or address" in broken.stderr
+
+
+def test_resolver_checks_the_address_the_connection_is_made_to(
+    crawl: Callable[..., Crawl], fresh_server: MockServer
+) -> None:
+    """DNS rebinding: the middleware's check passed (here: switched off), the host
+    resolves to an internal address when connecting; GuardedResolver refuses it."""
+    workflow = f"""\
+        name: rebinding
+        obey_robots: false
+        start_urls: [http://localhost:{fresh_server.port}/shop/product/lp-001.html]
+        phases: {{page: {{nodes: [{{type: extract, item: page, fields: {{name: h1.name}}}}]}}}}
+        """
+    resolver_only = ("-s", "WFCRAWL_SSRF_GUARD_ENABLED=True",
+                     "-s", "TWISTED_DNS_RESOLVER=wfcrawl.middlewares.ssrf.GuardedResolver",
+                     "-s", 'DOWNLOADER_MIDDLEWARES={"wfcrawl.middlewares.ssrf.SSRFGuardMiddleware": null}')
+    refused = crawl(workflow, *resolver_only)
+    assert refused.returncode == 0, refused.stderr
+    assert refused.items == []
+    # It fails as a host without address would (Scrapy retries those: refused each time).
+    assert refused.stats["wfcrawl/pages/failed/CannotResolveHostError"] == 1
+    assert fresh_server.paths() == []
+    warning = f"SSRF guard refused to connect: localhost resolves to 127.0.0.1, which is a loopback address {HINT}"
+    assert refused.stderr.count(warning) == 1
+    assert "CRITICAL" not in refused.stderr
+    # The same crawl with loopback allowed, and with the guard off: fetched.
+    allowed = crawl(workflow, *resolver_only, "-s", "WFCRAWL_SSRF_ALLOWED_NETWORKS=127.0.0.0/8")
+    assert allowed.fields("page") == [{"name": "Aero 13 Laptop"}]
+    unguarded = crawl(workflow, "-s", "TWISTED_DNS_RESOLVER=wfcrawl.middlewares.ssrf.GuardedResolver")
+    assert unguarded.fields("page") == [{"name": "Aero 13 Laptop"}]

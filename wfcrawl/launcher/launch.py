@@ -122,7 +122,9 @@ class Launcher(RequestChecker):
     def _argv(self, execution: Execution, workflow_file: str, stats_file: str, base_url: str | None) -> list[str]:
         argv = [sys.executable, "-m", "scrapy", "crawl", "workflow",
                 "-a", f"workflow={workflow_file}", "-a", f"execution_id={execution.id}",
-                "-s", f"WFCRAWL_STATS_FILE={stats_file}", "-s", "WFCRAWL_SSRF_GUARD_ENABLED=True"]
+                "-s", f"WFCRAWL_STATS_FILE={stats_file}", "-s", "WFCRAWL_SSRF_GUARD_ENABLED=True",
+                # The address the connection is made to, checked too (DNS rebinding).
+                "-s", "TWISTED_DNS_RESOLVER=wfcrawl.middlewares.ssrf.GuardedResolver"]
         if base_url:
             argv += ["-a", f"base_url={base_url}"]
         if self.config.allowed_networks:

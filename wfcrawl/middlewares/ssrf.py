@@ -14,10 +14,13 @@ middlewares again). Enabled by ``WFCRAWL_SSRF_GUARD_ENABLED`` (launchers turn it
 on for the crawls they start); ``WFCRAWL_SSRF_ALLOWED_NETWORKS`` lists the
 networks an operator allows anyway (tests allow loopback).
 
-Limit (documented in docs/launching.md): the check resolves the host itself;
-Twisted resolves it again to connect, so a DNS server that answers differently
-within seconds (DNS rebinding) is not fully covered. Run crawlers of untrusted
-workflows in a network that has no route to anything sensitive as well.
+The middleware resolves the host itself, and Twisted resolves it again to
+connect: a DNS server that answers differently within seconds (DNS rebinding)
+would get past a check made only in the middleware. :class:`GuardedResolver`
+closes that: as Scrapy's DNS resolver (``TWISTED_DNS_RESOLVER``; launchers set
+it) it applies the same policy to the very address the connection is made to.
+Not covered (docs/launching.md): the opt-in aiohttp download handler (its own
+resolver: the middleware's check only) and a browser's own sub-requests.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from urllib.parse import urlsplit
 from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.resolver import CachingThreadedResolver
 from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.error import DNSLookupError
 from twisted.internet.threads import deferToThread
 
 from wfcrawl.exceptions import ConfigurationError
@@ -247,3 +252,55 @@ class SSRFGuardMiddleware:
             logger.warning("SSRF guard refused %s: %s", request.url, refusal.message,
                            extra={"spider": self.crawler.spider})
         raise SSRFBlocked(f"SSRF guard: {refusal.message}")
+
+
+class SSRFResolutionRefused(DNSLookupError):  # noqa: N818 - named like SSRFBlocked
+    """The address a host resolved to when connecting is refused by the policy.
+
+    A DNSLookupError, because that is the one failure Twisted's name resolution
+    passes on quietly: the request then fails as a host without an address
+    would (Scrapy's ``CannotResolveHostError``; retried like one, refused again)."""
+
+
+class GuardedResolver(CachingThreadedResolver):
+    """Scrapy's default resolver (cached, threaded) that refuses, with
+    :class:`SSRFResolutionRefused`, to hand a refused address to a connection.
+
+    ``TWISTED_DNS_RESOLVER = "wfcrawl.middlewares.ssrf.GuardedResolver"``. Scrapy
+    installs the resolver once per process from the process's settings (``-s``
+    and the project's, not add-ons): launchers pass it on the command line with
+    ``WFCRAWL_SSRF_GUARD_ENABLED``. Without the guard enabled it only resolves.
+    A refused host fails its request as an unresolvable one would
+    (Scrapy's ``CannotResolveHostError``: ``wfcrawl/pages/failed/CannotResolveHostError``),
+    with the reason logged once.
+    """
+
+    def __init__(self, reactor: Any, cache_size: int, timeout: float, policy: AddressPolicy | None) -> None:
+        super().__init__(reactor, cache_size, timeout)
+        self.policy = policy
+        self._logged: set[str] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, reactor: Any) -> GuardedResolver:
+        settings = crawler.settings
+        cache_size = settings.getint("DNSCACHE_SIZE") if settings.getbool("DNSCACHE_ENABLED") else 0
+        policy = None
+        if settings.getbool("WFCRAWL_SSRF_GUARD_ENABLED"):
+            policy = AddressPolicy.from_list(settings.getlist("WFCRAWL_SSRF_ALLOWED_NETWORKS"))
+        return cls(reactor, cache_size, settings.getfloat("DNS_TIMEOUT"), policy)
+
+    def getHostByName(self, name: str, timeout: Any = ()) -> Any:  # noqa: N802 - Twisted's interface
+        resolved = super().getHostByName(name, timeout)
+        if self.policy is None:
+            return resolved
+        return resolved.addCallback(self._check, name)
+
+    def _check(self, address: str, name: str) -> str:
+        assert self.policy is not None
+        refusal = self.policy.address_refusal(address, name)
+        if refusal is None:
+            return address
+        if name not in self._logged:
+            self._logged.add(name)
+            logger.warning("SSRF guard refused to connect: %s", refusal.message)
+        raise SSRFResolutionRefused(f"SSRF guard: {refusal.message}")
