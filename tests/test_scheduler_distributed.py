@@ -186,6 +186,21 @@ def test_three_processes_share_one_crawl(fresh_server: MockServer, tmp_path: Pat
     assert redis_client().exists(f"{prefix}:{{shop:run-1}}:seen") == 1  # nobody deleted the shared state
 
 
+def test_processes_with_parse_workers_share_one_crawl(fresh_server: MockServer, tmp_path: Path, prefix: str,
+                                                     shop_items: list[str]) -> None:
+    """Parsing in workers (an awaited callback) keeps each lease until its page is done."""
+    procs = [CrawlProcess(SHOP, tmp_path, f"w{i}", fresh_server.url, "-s", "WFCRAWL_PARSE_WORKERS=1",
+                          execution_id="run-w", prefix=prefix) for i in range(2)]
+    outs = [p.wait() for p in procs]
+    for out in outs:
+        assert_finished(out)
+    assert sorted(line for out in outs for line in out.items) == shop_items
+    pages = fetched(fresh_server)
+    assert (len(pages), set(pages.values())) == (14, {1})
+    assert sum(out.stats.get("wfcrawl/parse_workers/pages", 0) for out in outs) == 14
+    assert sum(out.stats.get("wfcrawl/scheduler/released", 0) for out in outs) == 14
+
+
 def test_workflows_and_runs_do_not_share_state(fresh_server: MockServer, tmp_path: Path, prefix: str,
                                                shop_items: list[str]) -> None:
     copy = tmp_path / "shop-copy.yaml"
