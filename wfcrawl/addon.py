@@ -9,6 +9,7 @@ the environment for settings).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from scrapy.settings import BaseSettings
 from scrapy.utils.misc import load_object
@@ -56,14 +57,24 @@ def _replace_component(settings: BaseSettings, setting: str, path: str, replacem
     """Put ``replacement`` at the order of Scrapy's ``path`` in ``setting``, unless
     the project's ``setting`` names ``path`` (an order of its own, or None)."""
     component = load_object(path)
-    named = settings.getdict(setting)
-    if any((load_object(k) if isinstance(k, str) else k) is component for k in named):
+    if any(_loads_to(k, component) for k in settings.getdict(setting)):
         return
     order = settings.getdict(f"{setting}_BASE").get(path)
     if order is None:  # not one of this Scrapy version's defaults
         return
     settings.setdefault_in_component_priority_dict(setting, component, None)
     settings.setdefault_in_component_priority_dict(setting, load_object(replacement), order)
+
+
+def _loads_to(key: Any, component: Any) -> bool:
+    """Whether a component dict key (path or class) is ``component``; a path that
+    does not load is left for Scrapy to report."""
+    if not isinstance(key, str):
+        return key is component
+    try:
+        return load_object(key) is component
+    except (ImportError, NameError, ValueError):
+        return False
 
 
 class WfcrawlAddon:

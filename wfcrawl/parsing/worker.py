@@ -23,6 +23,7 @@ from typing import Any
 
 from wfcrawl.parsing import frames
 from wfcrawl.parsing.frames import FAILURE, ITEM, LINK
+from wfcrawl.workflow.plan import Item, Link, NodeFailure, Page
 
 
 class Collector(logging.Handler):
@@ -59,7 +60,7 @@ class Reporter:
 
 class Worker:
     def __init__(self, init: dict[str, Any]) -> None:
-        # Import here: the worker answers "init_error" for anything that fails.
+        # Imported here: the worker answers "init_error" for anything that fails.
         from scrapy.http import HtmlResponse, TextResponse, XmlResponse
 
         from wfcrawl.workflow import load_text
@@ -72,8 +73,6 @@ class Worker:
         root.setLevel(init.get("log_level", logging.INFO))
 
     def parse(self, task: frames.Task) -> frames.Result:
-        from wfcrawl.workflow.plan import Item, Link, NodeFailure, Page
-
         task_id, phase_name, marker, markers, depth, page_number, url, kind, content_type, encoding, body = task
         reporter = Reporter()
         self.collector.records = []
