@@ -312,3 +312,33 @@ def test_script_allowlist() -> None:
     ]
     plan, found = check_source(parse_text(text, "wf.yaml"), script_modules=("json",))
     assert found == [] and plan is not None
+
+
+def test_xpath_errors_found_only_by_evaluating_are_found_at_load() -> None:
+    """XPath 1.0 reports these only when evaluating: an XPath is evaluated once on a
+    small probe page at load, which finds those its evaluation reaches there (not,
+    say, a bad call inside a predicate on elements the probe lacks)."""
+    assert problems("""\
+        name: t
+        start_urls: [http://x/]
+        phases:
+          p:
+            nodes:
+              - {type: extract_links, xpath: "concat('/p/', $page)", marker: m}
+              - type: extract
+                item: a
+                fields:
+                  n: {xpath: "count(1)"}
+                  m: {xpath: "substring()"}
+                  f: {xpath: "foo()"}
+                  ok: {xpath: "count(//p)"}
+                  sets: {xpath: "set:distinct(//p)"}
+                  regex: {xpath: "//p[re:test(., '^x')]"}
+            transitions:
+              - {marker: m, to: p}
+        """) == [
+        "6:38: $.phases.p.nodes[0].xpath: invalid XPath \"concat('/p/', $page)\": Undefined variable",
+        "10:22: $.phases.p.nodes[1].fields.n.xpath: invalid XPath 'count(1)': Invalid type",
+        "11:22: $.phases.p.nodes[1].fields.m.xpath: invalid XPath 'substring()': Invalid number of arguments",
+        "12:22: $.phases.p.nodes[1].fields.f.xpath: invalid XPath 'foo()': Unregistered function",
+    ]

@@ -228,7 +228,11 @@ class ParsePool:
     def _lost(self, worker: _Worker) -> None:
         if worker.closing:  # closed by us: close() reaps it
             return
-        if worker.process.poll() is None:  # exiting: reap it once it has
+        # Its stdout closed: it is exiting. Its exit code is worth the wait of a
+        # moment (rare path); one that does not exit is reaped, or killed, later.
+        try:
+            worker.process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
             asyncio.get_running_loop().create_task(self._reap(worker.process))
         worker.closing = True
         if worker.writer is not None:

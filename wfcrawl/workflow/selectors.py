@@ -25,6 +25,9 @@ XPATH_NAMESPACES = {
 }
 _RE_NAMESPACE = {"re": XPATH_NAMESPACES["re"]}
 
+#: A small page every XPath is evaluated on once, at load (see _compile_xpath).
+_PROBE = etree.HTML("<html><head><title>t</title></head><body><div><p>x</p></div></body></html>")
+
 
 class SelectionError(ValueError):
     """A selector, regex or JMESPath expression that does not compile."""
@@ -62,6 +65,14 @@ def _compile_xpath(expression: str) -> Callable[[Any], list[Any]]:
 
         def evaluate(context: Any) -> Any:
             return context.xpath(expression, namespaces=XPATH_NAMESPACES, smart_strings=False)
+
+    # Errors XPath 1.0 only reports when evaluating, whatever the page: a wrong
+    # number of arguments, an unknown function or variable, a wrong argument type
+    # (count(1)). Found now, at load, with the document's line, not per page.
+    try:
+        evaluate(_PROBE)
+    except etree.XPathEvalError as exc:
+        raise SelectionError(f"invalid XPath {expression!r}: {exc}") from None
 
     def apply(context: Any) -> list[Any]:
         if not isinstance(context, etree._Element):
