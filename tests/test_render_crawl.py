@@ -119,18 +119,23 @@ def header(headers: dict[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
+@pytest.mark.parametrize("parse_workers", [0, 1], ids=["in_process", "parse_worker"])
 def test_rendered_crawl_exact_items_and_plain_pages_stay_plain(
-    crawl: Any, fresh_server: MockServer, tmp_path: Path
+    crawl: Any, fresh_server: MockServer, tmp_path: Path, parse_workers: int,
 ) -> None:
     marker = f"--wfcrawl-test-run={uuid.uuid4().hex}"
     result: Crawl = crawl(
         write(tmp_path, WORKFLOW),
         *("-s", f"WFCRAWL_RENDER_SCREENSHOT_DIR={tmp_path / 'shots'}",
           "-s", f"WFCRAWL_RENDER_HTML_DIR={tmp_path / 'html'}",
-          "-s", f"WFCRAWL_RENDER_BROWSER_ARGS={browser_args(marker)}"),
+          "-s", f"WFCRAWL_RENDER_BROWSER_ARGS={browser_args(marker)}",
+          # Rendered pages parsed in a worker too: same items, same provenance.
+          "-s", f"WFCRAWL_PARSE_WORKERS={parse_workers}"),
         base_url=fresh_server.url,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # Every page that reached the nodes: index, 3 details, plain_detail, 4 JS phases.
+    assert result.stats.get("wfcrawl/parse_workers/pages", 0) == 9 * parse_workers
     assert result.fields("index") == [{"title": "JS fixtures"}]
     assert result.fields("onload") == [
         {"name": "Blue kettle", "price": 21.5}, {"name": "Red kettle", "price": 19.9},
