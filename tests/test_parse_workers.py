@@ -9,6 +9,7 @@ against real worker processes: killed while holding pages, replaced, given up.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -51,6 +52,11 @@ phases:
       - {type: extract, item: title, fields: {title: title}}
 """
 
+
+
+def _sorted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """In the order of Crawl.fields()."""
+    return sorted(items, key=lambda d: json.dumps(d, sort_keys=True))
 
 
 def _comparable(result: Crawl) -> tuple[list[Any], dict[str, Any]]:
@@ -109,7 +115,7 @@ def test_same_outcome_with_parse_workers(
 def test_shop_exact_items_with_parse_workers(server: MockServer, tmp_path: Path) -> None:
     result = run_crawl("workflows/shop.yaml", *WORKERS, base_url=server.url, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.fields("product") == sorted(shop_products(server.url), key=lambda d: __import__("json").dumps(d, sort_keys=True))
+    assert result.fields("product") == _sorted(shop_products(server.url))
     assert "Parsing the pages of phase(s) home, listing, product, seller in 2 parse worker(s)" in result.stderr
 
 
@@ -170,7 +176,7 @@ def test_killed_worker_loses_no_page(server: MockServer, tmp_path: Path) -> None
         thread.join()
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(killed) == 1
-    assert result.fields("product") == sorted(shop_products(server.url), key=lambda d: __import__("json").dumps(d, sort_keys=True))
+    assert result.fields("product") == _sorted(shop_products(server.url))
     assert result.stats["wfcrawl/parse_workers/lost"] == 1
     assert "wfcrawl/pages/error/parse_worker" not in result.stats
     # Every page parsed in a worker, the first one or its replacement.

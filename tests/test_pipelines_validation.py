@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -100,9 +101,9 @@ def test_keys_are_key_fields_or_url_and_position() -> None:
     # A missing key field: the positional key, and the field reported.
     assert keys.key({"_type": "product", "_meta": p2, "sku": ""}) == ("http://x/2#1", ["sku"])
     long_key = keys.key({"_type": "product", "_meta": p2, "sku": "s" * 600})[0]
-    assert long_key == "sha256:" + __import__("hashlib").sha256(b"s" * 600).hexdigest()
+    assert long_key == "sha256:" + hashlib.sha256(b"s" * 600).hexdigest()
     no_meta = keys.key({"_type": "x", "a": 1})[0]
-    assert no_meta == "sha256:" + __import__("hashlib").sha256(b'{"a":1}').hexdigest()
+    assert no_meta == "sha256:" + hashlib.sha256(b'{"a":1}').hexdigest()
 
 
 # ---------------------------------------------------------------- pipeline
