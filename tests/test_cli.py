@@ -184,3 +184,20 @@ phases:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else find_spec(name, *a))
     with pytest.raises(ConfigurationError, match=re.escape("--fast needs uvloop: pip install 'wfcrawl[fast]'")):
         fast_settings("workflows/shop.yaml")
+
+
+def test_the_document_is_compiled_once_per_crawl(tmp_path: Path) -> None:
+    """`scrapy crawl` checks the document, then the spider loads it: one compile."""
+    from scrapy.settings import Settings
+
+    from wfcrawl.spiders.workflow import plan_for_crawl
+
+    path = tmp_path / "shop.yaml"
+    path.write_text((ROOT / "workflows/shop.yaml").read_text())
+    settings = Settings()
+    first = plan_for_crawl(settings, {"workflow": str(path)})
+    assert plan_for_crawl(settings, {"workflow": str(path)}) is first
+    # Another base URL, or an edited file: compiled anew.
+    assert plan_for_crawl(settings, {"workflow": str(path), "base_url": "http://other.test"}) is not first
+    path.write_text(path.read_text().replace("name: shop", "name: shop2", 1))
+    assert plan_for_crawl(settings, {"workflow": str(path)}).name == "shop2"

@@ -77,7 +77,14 @@ def _load_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> t
     # `schedule.json -d workflow=shop`, the egg holds wfcrawl/examples/shop.yaml).
     bundled = bundled_document(path)
     text, name = (bundled, f"bundled:{path}") if bundled is not None else (read_document(path), str(path))
-    plan = load_text(text, name, **options)
+    # `scrapy crawl` checks the document before the crawl starts, then the spider
+    # loads it: the same text and options compile once (a Plan is immutable).
+    key = (text, name, options["base_url"], options["script_modules"])
+    plan = _compiled.get(key)
+    if plan is None:
+        plan = load_text(text, name, **options)
+        _compiled.clear()
+        _compiled[key] = plan
     missing = [name for name in plan.env_names if name not in os.environ]
     if missing:
         raise ConfigurationError(
@@ -88,6 +95,9 @@ def _load_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> t
 
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+
+#: The last Plan compiled by _load_for_crawl, by (text, name, base_url, script modules).
+_compiled: dict[tuple[Any, ...], Plan] = {}
 
 
 def _asyncio_reactor(settings: BaseSettings) -> bool:
