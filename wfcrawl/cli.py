@@ -87,19 +87,34 @@ def _run(args: argparse.Namespace, scrapy_args: list[str]) -> int:
 
 
 def _spill_load(args: argparse.Namespace) -> int:
+    """``wfcrawl spill load``: the settings a crawl would have (project, environment,
+    ``-s``), so the rows go where and how the crawl's pipeline writes them."""
     from pathlib import Path
 
     from wfcrawl.exceptions import ConfigurationError
+    from wfcrawl.launcher.config import launcher_settings
+    from wfcrawl.pipelines.postgres import PostgresConfig
+    from wfcrawl.scheduling.command import parse_overrides
     from wfcrawl.storage.spill import load_spill
 
-    if not args.database_url:
-        print("wfcrawl spill load: no database: --database-url or DATABASE_URL", file=sys.stderr)
+    try:
+        overrides: dict[str, str] = parse_overrides(args.settings)
+        if args.database_url:
+            overrides["DATABASE_URL"] = args.database_url
+        if args.schema:
+            overrides["WFCRAWL_POSTGRES_SCHEMA"] = args.schema
+        config = PostgresConfig.read(launcher_settings(overrides))
+    except ConfigurationError as exc:
+        print(f"wfcrawl spill load: {exc}", file=sys.stderr)
+        return 2
+    if not config.dsn:
+        print("wfcrawl spill load: no database: --database-url, or the DATABASE_URL setting", file=sys.stderr)
         return 2
     status = 0
     for name in args.files:
         path = Path(name)
         try:
-            result = load_spill(path, args.database_url, args.schema)
+            result = load_spill(path, config)
         except ConfigurationError as exc:  # the file, located; nothing of it written
             print(exc, file=sys.stderr)
             status = 2
@@ -142,10 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     spill.add_argument("action", choices=["load"])
     spill.add_argument("files", nargs="+", metavar="FILE", help="postgres-*.jsonl spill files")
-    spill.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""),
-                       help="PostgreSQL to load into (default: $DATABASE_URL)")
-    spill.add_argument("--schema", default=os.environ.get("WFCRAWL_POSTGRES_SCHEMA", "wfcrawl"),
-                       help="schema of the crawl's tables (default: $WFCRAWL_POSTGRES_SCHEMA or wfcrawl)")
+    spill.add_argument("--database-url", help="PostgreSQL to load into (default: the DATABASE_URL setting)")
+    spill.add_argument("--schema", help="schema of the crawl's tables (default: WFCRAWL_POSTGRES_SCHEMA)")
+    spill.add_argument("-s", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                       help="a setting, as for crawls (project settings and the environment apply too)")
 
     validate = sub.add_parser("validate", help="validate workflow documents")
     validate.add_argument("files", nargs="+")

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wfcrawl.exceptions import ConfigurationError
 from wfcrawl.storage.pgitems import ITEM_COLUMNS, QUARANTINE_COLUMNS, PgBatch, PostgresItemWriter
 
-#: Rows per transaction, as the pipeline's default WFCRAWL_POSTGRES_BATCH_SIZE.
-BATCH_SIZE = 1000
+if TYPE_CHECKING:
+    from wfcrawl.pipelines.postgres import PostgresConfig
 
 
 class SpillFileError(ConfigurationError):
@@ -67,17 +67,20 @@ def read_spill(path: Path) -> list[tuple[str, tuple[Any, ...]]]:
     return rows
 
 
-def load_spill(path: Path, dsn: str, schema: str, *, batch_size: int = BATCH_SIZE) -> LoadResult:
-    """Write the rows of one spill file; rename it ``<name>.loaded`` once all are
-    committed. Database errors worth retrying propagate (the file stays)."""
+def load_spill(path: Path, config: PostgresConfig) -> LoadResult:
+    """Write the rows of one spill file as the crawl's pipeline would (its
+    ``PostgresConfig``: database, schema, batch size, timeouts, migrations);
+    rename the file ``<name>.loaded`` once all are committed. Database errors
+    worth retrying propagate (the file stays)."""
     rows = read_spill(path)
-    writer = PostgresItemWriter(dsn, schema)
+    writer = PostgresItemWriter(config.dsn, config.schema, connect_timeout=config.connect_timeout,
+                                statement_timeout=config.statement_timeout)
     result = LoadResult(rows=len(rows))
     try:
-        writer.prepare({table for table, _ in rows if table != "quarantine"})
-        for start in range(0, len(rows), batch_size):
+        writer.prepare({table for table, _ in rows if table != "quarantine"}, run_migrations=config.migrate)
+        for start in range(0, len(rows), config.batch_size):
             batch = PgBatch()
-            for table, row in rows[start:start + batch_size]:
+            for table, row in rows[start:start + config.batch_size]:
                 if table == "quarantine":
                     batch.add_quarantine(row)
                 else:
