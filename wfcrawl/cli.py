@@ -27,14 +27,18 @@ def _use_wfcrawl_project() -> None:
         os.environ["SCRAPY_SETTINGS_MODULE"] = "wfcrawl.settings"
 
 
-def fast_settings(workflow: str, parse_workers: int | None = None) -> list[str]:
+def fast_settings(workflow: str, parse_workers: int | None = None, base_url: str | None = None) -> list[str]:
     """``-s`` arguments for ``wfcrawl run --fast`` (FAST_OPTIONS); raises
     ConfigurationError when the ``fast`` extra is not installed."""
     import importlib.util
     import json
 
-    from wfcrawl.exceptions import ConfigurationError, WorkflowError
+    from scrapy.utils.project import get_project_settings
+
+    from wfcrawl.exceptions import ConfigurationError, WfcrawlError
+    from wfcrawl.render.spec import plan_renders
     from wfcrawl.settings.defaults import FAST_OPTIONS
+    from wfcrawl.spiders.workflow import plan_for_crawl
 
     missing = [m for m in ("aiohttp", "uvloop") if importlib.util.find_spec(m) is None]
     if missing:
@@ -44,15 +48,9 @@ def fast_settings(workflow: str, parse_workers: int | None = None) -> list[str]:
         parse_workers = len(os.sched_getaffinity(0)) - 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) - 1
     options["WFCRAWL_PARSE_WORKERS"] = max(parse_workers, 0)
     try:
-        from wfcrawl.launcher.bundled import bundled_document
-        from wfcrawl.workflow import load_plan, load_text
-
-        bundled = bundled_document(workflow)
-        plan = load_text(bundled, workflow) if bundled is not None else load_plan(workflow)
-        renders = any(p.render is not None for p in plan.phases.values()) or any(
-            getattr(node, "render", None) is not None for p in plan.phases.values() for node in p.nodes
-        )
-    except WorkflowError:
+        # As the crawl will load it (in this process: the crawl reuses this compile).
+        renders = plan_renders(plan_for_crawl(get_project_settings(), {"workflow": workflow, "base_url": base_url}))
+    except WfcrawlError:
         renders = False  # the crawl command reports the document's problems
     if renders:  # rendered pages go through scrapy-playwright's handler, on the loop it is tested with
         del options["DOWNLOAD_HANDLERS"], options["ASYNCIO_EVENT_LOOP"]
@@ -75,7 +73,7 @@ def _run(args: argparse.Namespace, scrapy_args: list[str]) -> int:
         argv += ["-a", f"execution_id={args.execution_id}"]
     if args.fast:
         try:
-            argv += fast_settings(args.file, args.parse_workers)  # before the user's -s: theirs win
+            argv += fast_settings(args.file, args.parse_workers, args.base_url)  # before the user's -s: theirs win
         except ConfigurationError as exc:
             print(f"wfcrawl run: {exc}", file=sys.stderr)
             return 2
