@@ -275,19 +275,18 @@ class GuardedResolver(CachingThreadedResolver):
     with the reason logged once.
     """
 
-    def __init__(self, reactor: Any, cache_size: int, timeout: float, policy: AddressPolicy | None) -> None:
+    def __init__(self, reactor: Any, cache_size: int, timeout: float, policy: AddressPolicy | None = None) -> None:
         super().__init__(reactor, cache_size, timeout)
         self.policy = policy
         self._logged: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Any, reactor: Any) -> GuardedResolver:
+        resolver = super().from_crawler(crawler, reactor)  # Scrapy's DNSCACHE_* and DNS_TIMEOUT
         settings = crawler.settings
-        cache_size = settings.getint("DNSCACHE_SIZE") if settings.getbool("DNSCACHE_ENABLED") else 0
-        policy = None
         if settings.getbool("WFCRAWL_SSRF_GUARD_ENABLED"):
-            policy = AddressPolicy.from_list(settings.getlist("WFCRAWL_SSRF_ALLOWED_NETWORKS"))
-        return cls(reactor, cache_size, settings.getfloat("DNS_TIMEOUT"), policy)
+            resolver.policy = AddressPolicy.from_list(settings.getlist("WFCRAWL_SSRF_ALLOWED_NETWORKS"))
+        return resolver
 
     def getHostByName(self, name: str, timeout: Any = ()) -> Any:  # noqa: N802 - Twisted's interface
         resolved = super().getHostByName(name, timeout)
