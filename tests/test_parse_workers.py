@@ -280,6 +280,23 @@ def test_pool_outputs_equal_in_process_outputs() -> None:
     asyncio.run(asyncio.wait_for(main(), 120))
 
 
+def test_a_failure_outside_the_nodes_comes_back_as_the_error() -> None:
+    """The spider raises it, so the page fails as a callback error would; the worker lives on."""
+    async def main() -> None:
+        pool = _pool(Counter())
+        try:
+            response, page = _page(0)
+            page.phase = "no_such_phase"
+            result = await pool.parse(response, page)
+            assert (result.outputs, result.counts, result.warnings) == ([], {}, [])
+            assert result.error is not None and result.error.rstrip().endswith("KeyError: 'no_such_phase'")
+            assert (await pool.parse(*_page(1))).outputs == _expected(1)
+        finally:
+            await pool.close()
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
 def test_pages_of_a_killed_worker_go_to_its_replacement() -> None:
     async def main() -> None:
         counts: Counter[str] = Counter()

@@ -55,6 +55,9 @@ class ParseResult:
     counts: dict[str, int]
     warnings: list[tuple[Any, str, tuple[Any, ...]]]
     logs: list[tuple[str, int, str]]
+    #: The traceback of a failure outside the nodes (the page fails as a spider
+    #: callback error would), else None.
+    error: str | None = None
 
 
 @dataclass
@@ -144,11 +147,7 @@ class ParsePool:
         self._dispatch(entry)
         result: frames.Result = await entry.future
         _, outputs, counts, warnings, logs, error = result
-        if error is not None:
-            for name, level, message in logs:
-                logging.getLogger(name).log(level, "%s", message)
-            raise RuntimeError(f"parse worker failed on {response.url}:\n{error}")
-        return ParseResult(_decode(outputs), counts, warnings, logs)
+        return ParseResult(_decode(outputs), counts, warnings, logs, error)
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers if w.process.poll() is None]

@@ -289,13 +289,15 @@ class WorkflowSpider(Spider):
         except ParsePoolUnavailableError:
             stats.inc_value("wfcrawl/parse_workers/fallback")
             return list(self._outputs(phase.run(page), response, phase, page))
+        for name, level, msg in result.logs:
+            logging.getLogger(name).log(level, "%s", msg, extra={"spider": self})
+        if result.error is not None:
+            raise RuntimeError(f"parse worker failed on {response.url}:\n{result.error}")
         stats.inc_value("wfcrawl/parse_workers/pages")
         for key, n in result.counts.items():
             stats.inc_value(key, n)
         for key, msg, args in result.warnings:
             self.warn_once(key, msg, *args)
-        for name, level, msg in result.logs:
-            logging.getLogger(name).log(level, "%s", msg, extra={"spider": self})
         return list(self._outputs(result.outputs, response, phase, page))
 
     def _outputs(
