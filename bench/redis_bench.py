@@ -149,7 +149,7 @@ def crawl(base_url: str, work: Path, processes: int, redis_url: str | None, *ext
 
 
 def dupefilter_memory(redis: PrivateRedis, urls: int) -> dict[str, float]:
-    from wfcrawl.scheduler.config import BloomSize
+    from wfcrawl.distributed.config import BloomSize
 
     client = redis.client
     client.flushall()
@@ -171,9 +171,9 @@ def dupefilter_memory(redis: PrivateRedis, urls: int) -> dict[str, float]:
 def queue_memory(redis: PrivateRedis, n: int = 10_000) -> float:
     from scrapy import Request, Spider
 
-    from wfcrawl.scheduler import serializer
-    from wfcrawl.scheduler.config import Keys
-    from wfcrawl.scheduler.ops import LeaseStore, Push, SyncBatch
+    from wfcrawl.distributed import serializer
+    from wfcrawl.distributed.config import Keys
+    from wfcrawl.distributed.ops import LeaseStore, Push, SyncBatch
 
     class S(Spider):
         name = "workflow"

@@ -147,7 +147,7 @@ def check_wfcrawl(wfcrawl_cli: bool) -> None:
 
 def check_fast_options() -> None:
     """(f) needs the ``fast`` extra: aiohttp and uvloop in the project's venv."""
-    probe = [_venv_exe("python"), "-c", "import aiohttp, uvloop, wfcrawl.downloader.aiohttp"]
+    probe = [_venv_exe("python"), "-c", "import aiohttp, uvloop, wfcrawl.handlers.aiohttp"]
     proc = subprocess.run(probe, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         detail = (proc.stderr.strip().splitlines() or ["?"])[-1]

@@ -146,8 +146,8 @@ async def bench_postgres(name: str, dsn: str, items: list[dict[str, Any]], runs:
 async def bench_gcs(url: str, items: list[dict[str, Any]], runs: int) -> list[dict[str, Any]]:
     import gzip
 
+    from tests.services import GcsEmulator
     from wfcrawl.pipelines.gcs import GcsPipeline
-    from wfcrawl.storage.testing import GcsEmulator
 
     fs = GcsEmulator.filesystem(SimpleNamespace(url=url))  # type: ignore[arg-type]
     fs.mkdir("bench")
@@ -182,7 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     only = set(args.only.split(","))
 
-    from wfcrawl.storage.testing import PgBouncer, TempDatabase
+    from tests.services import PgBouncer, TempDatabase
 
     items = make_items(args.items)
     size = len(json.dumps({k: v for k, v in items[1].items() if k != "_meta"}))
@@ -194,7 +194,7 @@ def main() -> None:
         with TempDatabase(args.dsn) as db:
             bouncer = PgBouncer(db.host, db.port).__enter__() if "pgbouncer" in only else None
             if "gcs" in only:
-                emulator = subprocess.Popen([sys.executable, "-m", "wfcrawl.storage.testing", "gcs-emulator"],
+                emulator = subprocess.Popen([sys.executable, "-m", "tests.services", "gcs-emulator"],
                                             stdout=subprocess.PIPE, text=True)
                 url = emulator.stdout.readline().strip().removeprefix("URL=")  # type: ignore[union-attr]
 

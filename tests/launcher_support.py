@@ -1,5 +1,6 @@
-"""Shared pieces of the launcher tests (tests/test_launcher_*.py): real PostgreSQL
-stores in a schema of their own, launchers with test settings, an HTTP client,
+"""Shared pieces of the launcher tests (tests/test_launcher_*.py, tests/test_web_*.py): real
+PostgreSQL stores in a schema of their own, each execution store in turn, launchers with test settings, the web application
+served by uvicorn on a free port, an HTTP client, problem details as the API answers them,
 OIDC token signing with a local certificate server, and polling with a deadline.
 """
 
@@ -22,7 +23,7 @@ import pytest
 from tests.conftest import require_service
 from wfcrawl.launcher.config import LauncherConfig, launcher_settings
 from wfcrawl.launcher.launch import Launcher
-from wfcrawl.storage.executions import Execution
+from wfcrawl.storage.executions import FINAL_STATUSES, Execution
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 SHOP = (Path(__file__).resolve().parent.parent / "workflows" / "shop.yaml").read_text()
@@ -68,16 +69,34 @@ def pg_schema() -> Iterator[str]:
 
 @pytest.fixture
 def pg_store(pg_schema: str) -> Iterator[Any]:
-    from wfcrawl.storage.postgres import PostgresExecutionStore
+    from wfcrawl.storage.postgres.executions import PostgresExecutionStore
 
     store = PostgresExecutionStore(PG_DSN, schema=pg_schema)
     yield store
     store.close()
 
 
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def execution_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Each ExecutionStore (and AuditLog) in turn: memory, a SQLite file, PostgreSQL."""
+    from wfcrawl.storage.executions import MemoryExecutionStore
+    from wfcrawl.storage.sqlite.executions import SQLiteExecutionStore
+
+    if request.param == "memory":
+        yield MemoryExecutionStore()
+    elif request.param == "sqlite":
+        store = SQLiteExecutionStore(tmp_path / "executions.sqlite3")
+        yield store
+        store.close()
+    else:
+        yield request.getfixturevalue("pg_store")
+
+
 def launch_settings(tmp_path: Path, **overrides: Any) -> Any:
     values: dict[str, Any] = {
         "WFCRAWL_LAUNCHER_WORKDIR": str(tmp_path / "executions"),
+        # The crawls have no store of their own: their items go to the default sink.
+        "WFCRAWL_LAUNCHER_ITEMS_DIR": str(tmp_path / "items"),
         # The fixture servers listen on loopback: allowed, as an operator would allow a network.
         "WFCRAWL_SSRF_ALLOWED_NETWORKS": ["127.0.0.0/8"],
         "WFCRAWL_LAUNCHER_POLL_INTERVAL": 0.2,
@@ -94,23 +113,50 @@ def make_launcher(tmp_path: Path, store: Any, registry: Any = None, **overrides:
 
 def final(store: Any, execution_id: str, timeout: float = 60) -> Execution:
     return wait_until(  # type: ignore[no-any-return]
-        lambda: (e := store.get(execution_id)) is not None and e.status in ("finished", "failed", "cancelled") and e,
+        lambda: (e := store.get(execution_id)) is not None and e.status in FINAL_STATUSES and e,
         timeout, f"execution {execution_id} to end",
     )
 
 
+def web_server(tmp_path: Path, launcher: Launcher, keys: list[str], *, push: Any = None,
+               token_login: bool = False, redis: Any = None, redis_prefix: str = "wfcrawl", **overrides: Any) -> Any:
+    """The application of ``wfcrawl serve`` for ``launcher``, served on 127.0.0.1:0 in a thread."""
+    from wfcrawl.web.app import asgi, create_app
+    from wfcrawl.web.auth import ApiKeyAuth, parse_api_keys
+    from wfcrawl.web.config import WebConfig
+    from wfcrawl.web.server import WebServer
+    from wfcrawl.web.services import Services
+
+    config = WebConfig.from_settings(launch_settings(tmp_path, **overrides))
+    services = Services(launcher, launcher.registry, ApiKeyAuth(parse_api_keys(keys)), config, push=push,  # type: ignore[arg-type]
+                        token_login=token_login, redis=redis, redis_prefix=redis_prefix)
+    return WebServer(asgi(create_app(services), config.root_path), config).start()
+
+
+def problem(status: int, detail: str, kind: str | None = None, **extensions: Any) -> dict[str, Any]:
+    """The problem details (RFC 9457) the application answers with."""
+    from http import HTTPStatus
+
+    from wfcrawl.web.problems import TITLES
+
+    return {"type": f"urn:wfcrawl:problem:{kind}" if kind else "about:blank",
+            "title": TITLES[kind] if kind else HTTPStatus(status).phrase,
+            "status": status, "detail": detail, **extensions}
+
+
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
          raw: bytes | None = None) -> tuple[int, dict[str, str], Any]:
-    """(status, headers, decoded JSON body or None)."""
+    """(status, headers (lower-case names), decoded JSON body or None)."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
     if data is not None and not request.has_header("Content-type"):
         request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=120) as resp:
-            status, resp_headers, content = resp.status, dict(resp.headers), resp.read()
+            status, raw_headers, content = resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
-        status, resp_headers, content = exc.code, dict(exc.headers), exc.read()
+        status, raw_headers, content = exc.code, exc.headers, exc.read()
+    resp_headers = {name.lower(): value for name, value in raw_headers.items()}
     return status, resp_headers, json.loads(content) if content else None
 
 
@@ -179,8 +225,9 @@ class OIDCKeys:
         now = int(time.time())
         payload = {"iss": "https://accounts.google.com", "iat": now, "exp": now + 600,
                    "email_verified": True, **claims}
-        signer = crypt.RSASigner.from_string(key_pem or self.key_pem, key_id=self.kid)
-        return jwt.encode(signer, payload).decode()
+        signer = crypt.RSASigner.from_string(key_pem or self.key_pem, key_id=self.kid)  # type: ignore[no-untyped-call]
+        token: bytes = jwt.encode(signer, payload)  # type: ignore[no-untyped-call]
+        return token.decode()
 
     def close(self) -> None:
         self.server.close()

@@ -13,8 +13,11 @@ first stdout line and serves until killed.
 Routes (full description in ``tests/sites/README.md``):
 
 - ``/<site>/...``            static files from ``tests/sites/<site>/`` (``/shop/`` = demo shop)
-- ``/api/products?page=N``, ``/api/product/<id>``      JSON API (``tests/sites/API.md``)
+- ``/api/products?page=N``, ``/api/product/<id>``, ``/api/seller/<id>``  JSON API (``tests/sites/API.md``)
 - ``/login``, ``/account``, ``/account/order/<id>``      login flow (``tests/sites/LOGIN.md``)
+- ``/catalog?page=N``       3 pages of products; past the last, the last page again
+- ``/ticker``                a new number on every request, and a link to itself
+- ``/search/search.aspx``    ASP.NET-style search with dependent selects (``tests/sites/search/README.md``)
 - ``/broken/...``            binary, empty, bad markup, huge, redirect loop, 404, 500, bad JSON
 - ``/slow/index.html``, ``/slow/<1..10>[?delay=SECONDS]``  tiny pages for rate-limit tests
 - ``/echo``                  JSON description of the request (any method)
@@ -24,6 +27,9 @@ Routes (full description in ``tests/sites/README.md``):
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -163,6 +169,14 @@ def api_product(server: MockServer, req: Request, id: str) -> Response:
     return json_response({"error": "not found"}, 404)
 
 
+def api_seller(server: MockServer, req: Request, id: str) -> Response:
+    seller = API_SELLERS.get(id)
+    if seller is None:
+        return json_response({"error": "not found"}, 404)
+    products = [p["id"] for p in API_PRODUCTS if p["seller"] == id]
+    return json_response({**seller, "products": products})
+
+
 # --------------------------------------------------------------------------- login flow
 
 USERNAME = "demo"
@@ -241,6 +255,131 @@ def order(server: MockServer, req: Request, id: str) -> Response:
     ))
 
 
+# --------------------------------------------------------------------------- ASP.NET-style search
+
+SEARCH_FORM = "ctl00$main$"
+SEARCH_SECRET = b"mockserver-viewstate-key"
+
+
+@lru_cache(maxsize=1)
+def search_data() -> dict[str, Any]:
+    """Authors and quotes of the search site (``tests/sites/search/data.json``)."""
+    return json.loads((SITES_DIR / "search" / "data.json").read_text())  # type: ignore[no-any-return]
+
+
+def _signed(data: Any) -> str:
+    payload = base64.b64encode(json.dumps(data, sort_keys=True).encode()).decode()
+    mac = hmac.new(SEARCH_SECRET, payload.encode(), hashlib.sha256).hexdigest()[:16]
+    return f"{payload}.{mac}"
+
+
+def _unsigned(value: str | None) -> Any:
+    """The data of a value _signed() made; None when it was changed (or missing)."""
+    payload, _, mac = (value or "").rpartition(".")
+    if not payload or not hmac.compare_digest(mac, hmac.new(SEARCH_SECRET, payload.encode(), hashlib.sha256).hexdigest()[:16]):
+        return None
+    return json.loads(base64.b64decode(payload))
+
+
+def _search_tags(author: str) -> list[str]:
+    tags = {t for q in search_data()["quotes"] if q["author"] == author for t in q["tags"]}
+    return sorted(tags)
+
+
+def _search_results(author: str, tag: str) -> list[dict[str, Any]]:
+    return [q for q in search_data()["quotes"] if q["author"] == author and tag in q["tags"]]
+
+
+def _select(name: str, placeholder: str, options: list[tuple[str, str]], selected: str | None, postback: bool) -> str:
+    onchange = f" onchange=\"javascript:setTimeout('__doPostBack(\\'{SEARCH_FORM}{name}\\',\\'\\')', 0)\"" if postback else ""
+    rows = "".join(
+        f'        <option value="{v}"{" selected" if v == selected else ""}>{label}</option>\n' for v, label in options
+    )
+    return (f'      <select name="{SEARCH_FORM}{name}" id="ctl00_main_{name}"{onchange}>\n'
+            f'        <option value="">{placeholder}</option>\n{rows}      </select>\n')
+
+
+def search_page(author: str | None = None, tag: str | None = None, page: int = 0, error: str | None = None) -> Response:
+    """The search form; after a search (page >= 1) the results, 2 per page, with a pager."""
+    data = search_data()
+    tags = _search_tags(author) if author else []
+    results = _search_results(author, tag) if author and tag and page else []
+    pages = max(1, -(-len(results) // data["page_size"]))
+    allowed = ([f"author:{a['id']}" for a in data["authors"]] + [f"tag:{t}" for t in tags] + ["search"]
+               + [f"page:{n}" for n in range(1, pages + 1) if page and n != page])
+    state = {"author": author, "tag": tag, "page": page}
+    body = (
+        '  <h1>Quote search</h1>\n'
+        '  <form method="post" action="./search.aspx" id="aspnetForm">\n'
+        '    <div class="aspNetHidden">\n'
+        '      <input type="hidden" name="__EVENTTARGET" id="__EVENTTARGET" value="">\n'
+        '      <input type="hidden" name="__EVENTARGUMENT" id="__EVENTARGUMENT" value="">\n'
+        f'      <input type="hidden" name="__VIEWSTATE" id="__VIEWSTATE" value="{_signed(state)}">\n'
+        f'      <input type="hidden" name="__EVENTVALIDATION" id="__EVENTVALIDATION" value="{_signed(allowed)}">\n'
+        '    </div>\n'
+        '    <fieldset>\n'
+        + _select("author", "-- Select an author --", [(a["id"], a["name"]) for a in data["authors"]], author, True)
+        + _select("tag", "-- Select a tag --", [(t, t) for t in tags], tag, False)
+        + f'      <input type="submit" name="{SEARCH_FORM}search" value="Search" id="ctl00_main_search">\n'
+        '    </fieldset>\n'
+    )
+    if error:
+        body += f'    <p class="error">{error}</p>\n'
+    if page:
+        names = {a["id"]: a["name"] for a in data["authors"]}
+        size = data["page_size"]
+        rows = "".join(
+            f'      <div class="quote"><span class="text">{q["text"]}</span>'
+            f' <span class="author">{names[q["author"]]}</span></div>\n'
+            for q in results[(page - 1) * size: page * size]
+        )
+        links = "".join(
+            f'<span class="current">{n}</span>' if n == page else
+            f'<a class="page" href="javascript:__doPostBack(&#39;{SEARCH_FORM}results&#39;,&#39;Page${n}&#39;)">{n}</a>'
+            for n in range(1, pages + 1)
+        )
+        if page < pages:
+            links += (f' <a class="next" href="javascript:__doPostBack(&#39;{SEARCH_FORM}results&#39;,'
+                      f'&#39;Page${page + 1}&#39;)">Next</a>')
+        body += (f'    <div id="results">\n      <p class="count">{len(results)} quote(s)</p>\n{rows}'
+                 f'      <div class="pager">{links}</div>\n    </div>\n')
+    return html_page("Quote search", body + "  </form>\n")
+
+
+def search_get(server: MockServer, req: Request) -> Response:
+    return search_page()
+
+
+def search_post(server: MockServer, req: Request) -> Response:
+    """ASP.NET-like postbacks: __VIEWSTATE and __EVENTVALIDATION must come back
+    unchanged; a choice must be one the last page offered; the search must carry
+    the view state of the author's postback."""
+    form = {k: v[0] for k, v in parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+    state, allowed = _unsigned(form.get("__VIEWSTATE")), _unsigned(form.get("__EVENTVALIDATION"))
+    if state is None or allowed is None:
+        return html_page("Server Error", "  <h1>Validation of viewstate MAC failed.</h1>\n", 500)
+    target = form.get("__EVENTTARGET", "")
+    author, tag = form.get(f"{SEARCH_FORM}author", ""), form.get(f"{SEARCH_FORM}tag", "")
+    invalid = html_page("Server Error", "  <h1>Invalid postback or callback argument.</h1>\n", 500)
+    if target == f"{SEARCH_FORM}author":
+        if f"author:{author}" not in allowed:
+            return invalid
+        return search_page(author)
+    if target == f"{SEARCH_FORM}results":
+        argument = form.get("__EVENTARGUMENT", "")
+        number = argument.removeprefix("Page$")
+        if not number.isdigit() or f"page:{number}" not in allowed or not state.get("page"):
+            return invalid
+        return search_page(state["author"], state["tag"], int(number))
+    if f"{SEARCH_FORM}search" in form and not target:
+        if f"author:{author}" not in allowed or state.get("author") != author:
+            return invalid
+        if f"tag:{tag}" not in allowed:
+            return search_page(author, error="Select a tag.")
+        return search_page(author, tag, 1)
+    return invalid
+
+
 # --------------------------------------------------------------------------- broken pages
 
 BROKEN_PAGES = ["binary", "empty", "markup", "huge", "loop", "404", "500", "json-bad", "ok"]
@@ -311,19 +450,43 @@ def broken(server: MockServer, req: Request, name: str) -> Response:
     return not_found()  # includes /broken/404
 
 
+# --------------------------------------------------------------------------- catalog, ticker
+
+CATALOG = [["Anvil", "Bucket", "Chisel"], ["Drill", "Easel", "File"], ["Gauge", "Hammer"]]
+
+
+def catalog(server: MockServer, req: Request) -> Response:
+    """``/catalog?page=N``: 3 pages of products; any N past the last answers the last page again."""
+    raw = req.arg("page", "1") or "1"
+    page = min(int(raw), len(CATALOG)) if raw.isdigit() and int(raw) >= 1 else 1
+    rows = "".join(f'    <li class="product"><span class="name">{name}</span></li>\n' for name in CATALOG[page - 1])
+    return html_page(f"Catalog page {page}", f'  <h1>Catalog</h1>\n  <ul class="products">\n{rows}  </ul>\n')
+
+
+def ticker(server: MockServer, req: Request) -> Response:
+    """``/ticker``: each request gets the next number; the page links to itself."""
+    n = server.tick()
+    return html_page("Ticker", f'  <p class="n">{n}</p>\n  <a class="again" href="/ticker">again</a>\n')
+
+
 # --------------------------------------------------------------------------- slow pages, echo
 
 SLOW_PAGES = 10
+MAX_SLOW_PAGES = 200
 MAX_DELAY = 5.0
 
 
 def slow_index(server: MockServer, req: Request) -> Response:
-    links = "".join(f'    <li><a href="/slow/{n}">page {n}</a></li>\n' for n in range(1, SLOW_PAGES + 1))
+    """``?pages=N`` (default 10, at most 200) links, each with ``?delay=`` when given."""
+    count = min(int(req.arg("pages", str(SLOW_PAGES)) or SLOW_PAGES), MAX_SLOW_PAGES)
+    query = (f"?pages={count}" if count != SLOW_PAGES else "") + (f"&delay={req.arg('delay')}" if req.arg("delay") else "")
+    query = "?" + query.lstrip("?&") if query else ""
+    links = "".join(f'    <li><a href="/slow/{n}{query}">page {n}</a></li>\n' for n in range(1, count + 1))
     return html_page("Slow pages", f'  <h1>Slow pages</h1>\n  <ul class="links">\n{links}  </ul>\n')
 
 
 def slow_page(server: MockServer, req: Request, n: str) -> Response:
-    if not 1 <= int(n) <= SLOW_PAGES:
+    if not 1 <= int(n) <= min(int(req.arg("pages", str(SLOW_PAGES)) or SLOW_PAGES), MAX_SLOW_PAGES):
         return not_found()
     try:
         delay = min(max(float(req.arg("delay", "0") or 0), 0.0), MAX_DELAY)
@@ -370,10 +533,15 @@ _ROUTE_TABLE: list[tuple[str, str, Handler]] = [
     ("GET", r"/robots\.txt", robots),
     ("GET", r"/api/products", api_products),
     ("GET", r"/api/product/(?P<id>[^/]+)", api_product),
+    ("GET", r"/api/seller/(?P<id>[^/]+)", api_seller),
     ("GET", r"/login", login_form),
     ("POST", r"/login", login_submit),
     ("GET", r"/account", account),
     ("GET", r"/account/order/(?P<id>[^/]+)", order),
+    ("GET", r"/catalog", catalog),
+    ("GET", r"/ticker", ticker),
+    ("GET", r"/search/search\.aspx", search_get),
+    ("POST", r"/search/search\.aspx", search_post),
     ("GET", r"/broken/?|/broken/index\.html", broken_index),
     ("GET", r"/broken/(?P<name>[^/]+)", broken),
     ("GET", r"/slow/?|/slow/index\.html", slow_index),
@@ -465,6 +633,15 @@ class _Handler(BaseHTTPRequestHandler):
         record = RequestRecord(self.command, self.path, time.monotonic(), headers, body)
         mock = self.server.mock
         mock._log(record)
+        mock._enter()
+        try:
+            self._answer(mock, record)
+        finally:
+            mock._leave()
+
+    def _answer(self, mock: MockServer, record: RequestRecord) -> None:
+        headers = record.headers
+        body = record.body
         url = urlsplit(self.path)
         req = Request(
             method=self.command,
@@ -500,8 +677,11 @@ class MockServer:
         self._port = port
         self._lock = threading.Lock()
         self._requests: list[RequestRecord] = []
+        self._in_flight = 0
+        self.max_in_flight = 0
         self._csrf_tokens: set[str] = set()
         self._sessions: set[str] = set()
+        self._ticks = 0
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -557,13 +737,29 @@ class MockServer:
         return [r.path for r in self.requests]
 
     def clear(self) -> None:
-        """Forget logged requests (login sessions and CSRF tokens are kept)."""
+        """Forget logged requests and the in-flight peak (login sessions and CSRF tokens are kept)."""
         with self._lock:
             self._requests.clear()
+            self.max_in_flight = self._in_flight
 
     def _log(self, record: RequestRecord) -> None:
         with self._lock:
             self._requests.append(record)
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def tick(self) -> int:
+        """The next number of /ticker (1, 2, ...; per server)."""
+        with self._lock:
+            self._ticks += 1
+            return self._ticks
 
     # login state (used by the /login routes)
     def issue_csrf_token(self) -> str:

@@ -43,7 +43,16 @@ COMMON = {
     "pages/failed/http_404": 1, "pages/failed/http_500": 1, "pages/failed/max_redirects": 1,
     "pages/index": 1, "pages/json": 1,
     "links/extracted": 10, "links/scheduled": 10,
+    # The start request, and a succeeded outcome: bad pages are counted, not fatal (wfcrawl.outcome).
+    "start_requests/fetched": 1, "outcome": "succeeded",
+    "nodes/matched/index/extract_links#0": 1, "nodes/matched/page/extract_links#1": 1,
 }
+
+
+def matches(items: int, without_ok_link: int) -> dict[str, int]:
+    """Per-node counts of the page phase: the extract node matched on each page with an item; the
+    a.ok link is on one page (the error pages never reach the nodes, the JSON one raised)."""
+    return {"nodes/matched/page/extract#0": items, "nodes/nomatch/page/extract_links#1": without_ok_link}
 
 
 #: One laptop card has no price: its item is dropped, counted and logged once.
@@ -73,7 +82,7 @@ def test_broken_pages_are_counted_and_the_crawl_goes_on(server: MockServer, craw
     assert result.of_type("data") == []
     stats = stat_items(result.stats, "wfcrawl/")
     assert {k: v for k, v in stats.items() if k not in ("workflow", "execution_id") and not k.startswith("phases/")} == {
-        **COMMON, "pages/failed": 3, "pages/page": 5, "items/page": 3,
+        **COMMON, **matches(3, 2), "pages/failed": 3, "pages/page": 5, "items/page": 3,
     }
     assert result.stats["retry/count"] == 2
 
@@ -84,7 +93,8 @@ def test_page_over_the_size_limit_is_a_counted_failure(server: MockServer, crawl
     assert result.fields("page") == [{"name": "OK page"}, {"name": "Still here"}]
     stats = stat_items(result.stats, "wfcrawl/")
     assert {k: v for k, v in stats.items() if k not in ("workflow", "execution_id") and not k.startswith("phases/")} == {
-        **COMMON, "pages/failed": 4, "pages/failed/DownloadCancelledError": 1, "pages/page": 4, "items/page": 2,
+        **COMMON, **matches(2, 1), "pages/failed": 4, "pages/failed/DownloadCancelledError": 1, "pages/page": 4,
+        "items/page": 2,
     }
 
 

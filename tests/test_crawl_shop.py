@@ -158,10 +158,20 @@ def test_stats(shop_crawl: tuple[Crawl, str]) -> None:
         "items/product": 7, "items/seller": 2,
         "items/dropped/missing_required": 1, "items/dropped/missing_required/product": 1,
         "links/extracted": 19, "links/scheduled": 19,
-        # Per phase (wfcrawl.extensions.progress.PhaseStats): the seller page of every product is one of 2.
+        # Per phase (wfcrawl.observability.progress.PhaseStats): the seller page of every product is one of 2.
         "phases/home/scheduled": 1, "phases/home/requests": 1,
         "phases/listing/scheduled": 3, "phases/listing/requests": 3,
         "phases/product/scheduled": 8, "phases/product/requests": 8, "phases/product/items": 7,
         "phases/seller/scheduled": 8, "phases/seller/duplicates": 6, "phases/seller/requests": 2,
         "phases/seller/items": 2,
+        # Pages where each node produced something or nothing (wfcrawl.outcome): the listing's
+        # last pages have no next link, the product page without a price gives no item.
+        "nodes/matched/home/extract_links#0": 1,
+        "nodes/matched/listing/product links": 3,
+        "nodes/matched/listing/next page": 1, "nodes/nomatch/listing/next page": 2,
+        "nodes/matched/product/extract#0": 7, "nodes/nomatch/product/extract#0": 1,
+        "nodes/matched/product/extract_links#1": 8,
+        "nodes/matched/seller/extract#0": 2,
+        "start_requests/fetched": 1,
+        "outcome": "succeeded",
     }

@@ -9,11 +9,12 @@ import pytest
 from scrapy import Request
 from scrapy.utils.test import get_crawler
 
+from wfcrawl.addon import WfcrawlAddon
+from wfcrawl.distributed.broker import LeaseBroker
+from wfcrawl.distributed.config import Keys, RedisCrawlConfig
+from wfcrawl.distributed.gate import ReleaseGate
+from wfcrawl.distributed.ops import LeaseStore
 from wfcrawl.durability import DurabilityTracker
-from wfcrawl.scheduler.broker import LeaseBroker
-from wfcrawl.scheduler.config import Keys, RedisCrawlConfig
-from wfcrawl.scheduler.gate import ReleaseGate
-from wfcrawl.scheduler.ops import LeaseStore
 from wfcrawl.settings.defaults import DEFAULTS
 
 
@@ -60,12 +61,14 @@ class Store:
         self.progress.settle([u[0] for u in (self.buffer, *self.writing) if u])
 
 
-def test_one_tracker_per_crawler_created_by_the_first_store() -> None:
-    crawler, other = get_crawler(), get_crawler()
-    assert DurabilityTracker.find(crawler) is None  # no store: nothing is created, nothing waits
-    tracker = DurabilityTracker.of(crawler)
-    assert DurabilityTracker.of(crawler) is tracker is DurabilityTracker.find(crawler)
-    assert DurabilityTracker.find(other) is None
+def test_the_tracker_is_the_extension_the_add_on_enables() -> None:
+    crawler = get_crawler(settings_dict={"ADDONS": {WfcrawlAddon: 0}})
+    tracker = crawler.get_extension(DurabilityTracker)
+    assert isinstance(tracker, DurabilityTracker) and tracker.stores == []  # no store: nothing waits
+    assert DurabilityTracker.of(crawler) is tracker
+    # What the stores and the broker see when a project switches it off.
+    off = get_crawler(settings_dict={"ADDONS": {WfcrawlAddon: 0}, "EXTENSIONS": {DurabilityTracker: None}})
+    assert DurabilityTracker.of(off) is None
 
 
 def test_settle_counts_only_what_precedes_the_oldest_pending_unit() -> None:
@@ -180,13 +183,15 @@ def test_at_close_what_is_not_durable_goes_back_to_the_queue(caplog: pytest.LogC
 def broker(settings: dict[str, Any], with_store: bool = True) -> tuple[LeaseBroker, set[Request], Store]:
     import redis
 
-    crawler = get_crawler(settings_dict={**DEFAULTS, **settings})
+    crawler = get_crawler(settings_dict={**DEFAULTS, "EXTENSIONS": {DurabilityTracker: 0}, **settings})
+    tracker = DurabilityTracker.of(crawler)
+    assert tracker is not None
     inprogress: set[Request] = set()
-    # The two engine internals the broker reads (wfcrawl/scheduler/engine.py).
+    # The two engine internals the broker reads (wfcrawl/distributed/engine.py).
     crawler.engine = SimpleNamespace(_slot=SimpleNamespace(  # type: ignore[assignment]
         inprogress=inprogress, nextcall=SimpleNamespace(schedule=lambda: None)), spider=None)
-    # What PostgresPipeline does when it is built; without a store nobody creates a tracker.
-    store = Store(DurabilityTracker.of(crawler) if with_store else DurabilityTracker(), "postgres")
+    # What PostgresPipeline does when it is built; without a store the crawl's tracker holds nothing.
+    store = Store(tracker if with_store else DurabilityTracker(), "postgres")
     config = RedisCrawlConfig.from_settings(crawler.settings)
     # A client that never connects: these checks make no Redis call.
     lease_store = LeaseStore(redis.Redis(), Keys.for_run("t", "wf", "run"), instance="i", lease_ttl=30)

@@ -8,12 +8,12 @@ import pytest
 
 from tests.conftest import run_crawl
 from tests.mockserver import MockServer
+from tests.services import GcsEmulator
 from tests.test_pipelines_gcs import check_items, emulator, gcs_args, objects  # noqa: F401 - fixture
 from tests.test_pipelines_postgres import SHOP
 from tests.test_scheduler_distributed import REDIS_URL, prefix, redis_client  # noqa: F401 - fixture
-from wfcrawl.scheduler.config import Keys
-from wfcrawl.scheduler.ops import LeaseStore
-from wfcrawl.storage.testing import GcsEmulator
+from wfcrawl.distributed.config import Keys
+from wfcrawl.distributed.ops import LeaseStore
 
 pytestmark = pytest.mark.requires_redis
 

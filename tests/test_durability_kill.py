@@ -23,13 +23,13 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.mockserver import MockServer
+from tests.services import PgBouncer, TempDatabase
 from tests.test_pipelines_postgres import query
 from tests.test_scheduler_distributed import CrawlProcess, assert_finished, prefix, redis_client  # noqa: F401
 from tests.test_scheduler_failures import LISTS, PER_LIST, page_path, site, wait_until  # noqa: F401
-from wfcrawl.scheduler import serializer
-from wfcrawl.scheduler.config import Keys
-from wfcrawl.scheduler.ops import LeaseStore
-from wfcrawl.storage.testing import PgBouncer, TempDatabase
+from wfcrawl.distributed import serializer
+from wfcrawl.distributed.config import Keys
+from wfcrawl.distributed.ops import LeaseStore
 
 pytestmark = [pytest.mark.requires_redis, pytest.mark.requires_postgres]
 

@@ -4,15 +4,24 @@ idempotent launches; real crawls in child processes, executions in real PostgreS
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.launcher_support import (  # noqa: F401  (fixtures)
+    PG_DSN,
+    SHOP,
     SHOP_ITEMS,
     OIDCKeys,
     http,
@@ -20,14 +29,18 @@ from tests.launcher_support import (  # noqa: F401  (fixtures)
     make_launcher,
     pg_schema,
     pg_store,
+    problem,
+    wait_until,
+    web_server,
 )
 from tests.mockserver import MockServer
-from wfcrawl.launcher.api import ApiApp
-from wfcrawl.launcher.auth import ApiKeyAuth
-from wfcrawl.launcher.http import HttpService
-from wfcrawl.launcher.push import PushConfig, PushEndpoint, push_verifier
-from wfcrawl.launcher.ratelimit import RateLimiter
+from tests.pubsub_emulator import Project
+from wfcrawl.launcher.checks import LaunchRequest
+from wfcrawl.launcher.keys import request_digest
 from wfcrawl.launcher.registry import MemoryWorkflowRegistry
+from wfcrawl.storage.executions import MemoryExecutionStore
+from wfcrawl.web.push import PushConfig, PushEndpoint
+from wfcrawl.web.pushauth import push_verifier
 
 SUB = "projects/wfcrawl-test/subscriptions/crawls"
 AUDIENCE = "https://launcher.example.run.app/pubsub/push"
@@ -43,6 +56,11 @@ phases:
     nodes:
       - {type: extract, item: page, fields: {title: title}}
 """
+
+# The shop with a node that matches nothing (the product pages have no span.colour): degraded.
+DEGRADED = SHOP.replace("name: shop\n", "name: shop_colours\n", 1).replace(
+    "  product:\n    nodes:\n",
+    "  product:\n    nodes:\n      - {type: extract, name: colours, item: colour, fields: {c: span.colour}}\n", 1)
 
 
 def envelope(data: Any, message_id: str = "m-1", subscription: str = SUB, attempt: int | None = None) -> dict[str, Any]:
@@ -83,8 +101,7 @@ def push(tmp_path: Path, pg_store: Any) -> Iterator[Push]:  # noqa: F811 (pytest
     launcher = make_launcher(tmp_path, pg_store, MemoryWorkflowRegistry(bundled=True),
                              WFCRAWL_LAUNCHER_ALLOWED_ENV=["WFCRAWL_TEST_UNSET_SECRET"])
     endpoint = PushEndpoint(launcher, push_verifier(settings), PushConfig.from_settings(settings))
-    app = ApiApp(launcher, MemoryWorkflowRegistry(), ApiKeyAuth([]), RateLimiter(0, 1), endpoint)
-    service = HttpService(app).start()
+    service = web_server(tmp_path, launcher, [], push=endpoint)
     yield Push(service.url, keys, pg_store)
     service.stop()
     launcher.shutdown()
@@ -97,12 +114,15 @@ def test_valid_message_starts_exactly_one_crawl_and_a_redelivery_none(push: Push
     assert status == 200, body  # 2xx: Pub/Sub acks
     assert body["started"] is True
     execution = body["execution"]
-    assert (execution["workflow"], execution["status"], execution["finish_reason"]) == ("shop", "finished", "finished")
+    assert (execution["workflow"], execution["status"], execution["finish_reason"]) == ("shop", "succeeded", "finished")
     assert {k: execution["stats"].get(k) for k in SHOP_ITEMS} == SHOP_ITEMS
     assert execution["stats"]["wfcrawl/launcher/exit_code"] == 0
+    assert execution["params"].pop("items_file").endswith(f"/items/{execution['id']}.jsonl")  # the default sink
     assert execution["params"] == {
         "message_id": "m-1", "subscription": SUB, "origin": "pubsub-push", "attempt": 1,
         "registered_workflow": "shop", "base_url": server.url,
+        "request_digest": request_digest(LaunchRequest(workflow="shop", base_url=server.url)),
+        "document_sha256": hashlib.sha256(SHOP.encode()).hexdigest(),
     }
 
     # At-least-once delivery: the same message again (also as a later attempt) starts nothing.
@@ -110,7 +130,10 @@ def test_valid_message_starts_exactly_one_crawl_and_a_redelivery_none(push: Push
         status, again = push.post(envelope(message, "m-1", attempt=attempt))
         assert (status, again["started"], again["execution"]["id"]) == (200, False, execution["id"])
     executions = push.store.list()
-    assert [(e.id, e.launch_key, e.status) for e in executions] == [(execution["id"], "pubsub:m-1", "finished")]
+    assert [(e.id, e.launch_key, e.status) for e in executions] == [(execution["id"], "pubsub:m-1", "succeeded")]
+    assert [(e.actor, e.action, e.target, e.details) for e in push.store.list_audit()] == [
+        (f"pubsub:{SUB}", "execution.launched", execution["id"],
+         {"workflow": "shop", "origin": "pubsub-push", "message_id": "m-1"})]
 
 
 def test_requests_not_from_our_subscription_are_refused_and_start_nothing(push: Push, server: MockServer) -> None:
@@ -133,7 +156,7 @@ def test_requests_not_from_our_subscription_are_refused_and_start_nothing(push: 
     got = {name: push.post(valid, headers)[0] for name, (headers, _) in cases.items()}
     assert got == {name: status for name, (_, status) in cases.items()}
     status, body = push.post(envelope({"workflow": "shop"}, "m-3", subscription="projects/p/subscriptions/other"))
-    assert (status, body) == (403, {"error": "subscription projects/p/subscriptions/other is not accepted here"})
+    assert (status, body) == (403, problem(403, "subscription projects/p/subscriptions/other is not accepted here"))
     assert push.store.list() == []
 
 
@@ -161,7 +184,7 @@ def test_malformed_envelopes_and_messages_get_400_and_start_nothing(push: Push) 
         (envelope({"workflow": "shop", "args": {"base_url": "http://169.254.169.254"}}), None, "start URLs refused"),
     ]
     results = [push.post(body, raw=raw) for body, raw, _ in cases]
-    assert [(status, payload["error"]) for status, payload in results] == [(400, m) for _, _, m in cases]
+    assert [(status, payload["detail"]) for status, payload in results] == [(400, m) for _, _, m in cases]
     # The reasons are specific: the problems of the invalid document, the refused address.
     _, invalid = push.post(cases[-2][0])
     assert invalid["problems"] == ["<pubsub-push>:3:21: $.phases.a.nodes: must have at least 1 item(s)"]
@@ -184,21 +207,26 @@ def test_failed_crawl_is_answered_500_and_its_redelivery_runs_attempt_2(push: Pu
     assert [(e.launch_key, e.params["attempt"], e.status) for e in executions] == [
         ("pubsub:m-9", 1, "failed"), ("pubsub:m-9#2", 2, "failed"),
     ]
-    assert executions[0].error is not None and executions[0].error.splitlines()[0] == (
-        "crawl exited with status 2, no final stats (it failed at start or was killed)"
-    )
+    assert executions[0].reasons == [{
+        "code": "did_not_start",
+        "message": "the crawl did not start: invalid document or setting (exit status 2; the log says which)",
+    }]
+    assert executions[0].error is not None and executions[0].error.splitlines()[:2] == [
+        "did_not_start: the crawl did not start: invalid document or setting (exit status 2; the log says which)",
+        "crawl exited with status 2, no final stats (it failed at start or was killed)",
+    ]
     assert "environment variable(s) that are not set: WFCRAWL_TEST_UNSET_SECRET" in executions[0].error
 
 
 def test_accept_mode_answers_202_at_start_and_the_crawl_timeout_is_recorded(
     tmp_path: Path, fresh_server: MockServer
 ) -> None:
-    from wfcrawl.storage.executions import MemoryExecutionStore
 
     settings = launch_settings(tmp_path, WFCRAWL_PUSH_ENABLED=True, WFCRAWL_PUSH_SECRET="t", WFCRAWL_PUSH_MODE="accept")
     store = MemoryExecutionStore()
     launcher = make_launcher(tmp_path, store, WFCRAWL_LAUNCHER_CRAWL_TIMEOUT=1.0)
-    service = HttpService(PushEndpoint(launcher, push_verifier(settings), PushConfig.from_settings(settings))).start()
+    endpoint = PushEndpoint(launcher, push_verifier(settings), PushConfig.from_settings(settings))
+    service = web_server(tmp_path, launcher, [], push=endpoint)
     slow = ("name: slow\nobey_robots: false\nstart_urls: ['/slow/1?delay=4']\n"
             "phases: {p: {nodes: [{type: extract, item: page, fields: {n: p.n}}]}}\n")
     try:
@@ -211,19 +239,20 @@ def test_accept_mode_answers_202_at_start_and_the_crawl_timeout_is_recorded(
         launcher.shutdown()
     execution = store.get(body["execution"]["id"])
     assert execution is not None and execution.status == "failed"
-    assert execution.error is not None and "stopped by the launcher: timeout" in execution.error.splitlines()[0]
+    assert [r["code"] for r in execution.reasons] == ["timed_out"]
+    assert execution.error is not None and execution.error.splitlines()[0] == (
+        "timed_out: stopped by the launcher after WFCRAWL_LAUNCHER_CRAWL_TIMEOUT")
 
 
 def test_shared_secret_verification(tmp_path: Path) -> None:
-    from wfcrawl.storage.executions import MemoryExecutionStore
-
     settings = launch_settings(tmp_path, WFCRAWL_PUSH_ENABLED=True, WFCRAWL_PUSH_SECRET="s3cr3t-token")
     store = MemoryExecutionStore()
-    endpoint = PushEndpoint(make_launcher(tmp_path, store), push_verifier(settings), PushConfig.from_settings(settings))
-    service = HttpService(endpoint).start()
+    launcher = make_launcher(tmp_path, store)
+    endpoint = PushEndpoint(launcher, push_verifier(settings), PushConfig.from_settings(settings))
+    service = web_server(tmp_path, launcher, [], push=endpoint)
     try:
         url = service.url + "/pubsub/push"
-        body = {"message": {}}  # malformed: reaching the 400 proves the secret was accepted
+        body: dict[str, Any] = {"message": {}}  # malformed: reaching the 400 proves the secret was accepted
         assert http("POST", url, body)[0] == 401
         assert http("POST", url + "?token=wrong", body)[0] == 403
         assert http("POST", url + "?token=s3cr3t-token", body)[0] == 400
@@ -231,3 +260,72 @@ def test_shared_secret_verification(tmp_path: Path) -> None:
     finally:
         service.stop()
     assert store.list() == []
+
+
+def test_the_emulator_pushes_to_wfcrawl_serve_which_acks_retries_and_dead_letters(
+    pubsub_project: Project, pg_store: Any, pg_schema: str, server: MockServer, tmp_path: Path  # noqa: F811
+) -> None:
+    """A real push subscription: Google's emulator POSTs each message to `wfcrawl serve`'s
+    /pubsub/push (shared secret in ?token=; the emulator signs no OIDC tokens). 200 acks a
+    succeeded and a degraded crawl (running it again would not help); 500 (a failed crawl)
+    makes it redeliver, until the dead-letter topic after 5 attempts."""
+    project = pubsub_project
+    topic, dead, sub = project.topic("crawls"), project.topic("crawls-dead-letter"), project.subscription("crawls-push")
+    for name in (topic, dead):
+        project.publisher.create_topic(name=name)
+    project.subscriber.create_subscription(request={"name": project.subscription("crawls-dead-letter"), "topic": dead})
+    secret = uuid.uuid4().hex
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wfcrawl.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+         "-s", "WFCRAWL_PUSH_ENABLED=True", "-s", f"WFCRAWL_PUSH_SECRET={secret}", "-s", f"WFCRAWL_PUSH_SUBSCRIPTIONS={sub}",
+         "-s", f"WFCRAWL_POSTGRES_SCHEMA={pg_schema}",
+         "-s", f"WFCRAWL_LAUNCHER_CRAWL_ARGS={json.dumps(['-s', f'WFCRAWL_POSTGRES_SCHEMA={pg_schema}'])}",
+         "-s", "WFCRAWL_SSRF_ALLOWED_NETWORKS=127.0.0.0/8", "-s", f"WFCRAWL_LAUNCHER_WORKDIR={tmp_path}",
+         "-s", "WFCRAWL_LAUNCHER_ALLOWED_ENV=WFCRAWL_TEST_UNSET_SECRET", "-s", "WFCRAWL_LAUNCHER_POLL_INTERVAL=0.2"],
+        cwd=ROOT, env={**os.environ, "DATABASE_URL": PG_DSN}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    dead_letters: list[Any] = []
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:"), url
+        project.subscriber.create_subscription(request={
+            "name": sub, "topic": topic, "ack_deadline_seconds": 60,
+            "push_config": {"push_endpoint": f"{url}/pubsub/push?token={secret}"},
+            "dead_letter_policy": {"dead_letter_topic": dead, "max_delivery_attempts": 5},
+        })
+        good = project.publish(topic, {"workflow": "shop", "args": {"base_url": server.url}})
+        degraded = project.publish(topic, {"document": DEGRADED, "args": {"base_url": server.url}})
+        failing = project.publish(topic, {"document": NEEDS_SECRET, "args": {"base_url": server.url}})
+        def dead_lettered() -> list[Any]:
+            dead_letters.extend(project.drain(project.subscription("crawls-dead-letter")))
+            return dead_letters
+
+        wait_until(dead_lettered, 180, "the failing message in the dead-letter topic")
+        wait_until(lambda: sorted(e.status for e in pg_store.list() if e.workflow != "needs_secret")
+                   == ["degraded", "succeeded"], 60, "the shop crawls")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    rank = {f"pubsub:{good}": 0, f"pubsub:{degraded}": 1}
+    executions = sorted(pg_store.list(), key=lambda e: (rank.get(e.launch_key, 2), e.params["attempt"]))
+    # One delivery each of the succeeded and the degraded crawl (acked), five of the failed one.
+    assert [(e.launch_key, e.status, [r["code"] for r in e.reasons], e.params["origin"], e.params["subscription"])
+            for e in executions] == [
+        (f"pubsub:{good}", "succeeded", [], "pubsub-push", sub),
+        (f"pubsub:{degraded}", "degraded", ["node_never_matched"], "pubsub-push", sub),
+        (f"pubsub:{failing}", "failed", ["did_not_start"], "pubsub-push", sub),
+        *[(f"pubsub:{failing}#{n}", "failed", ["did_not_start"], "pubsub-push", sub) for n in range(2, 6)],
+    ]
+    assert {k: executions[0].stats[k] for k in SHOP_ITEMS} == SHOP_ITEMS
+    assert executions[1].reasons[0]["node"] == "colours"
+    assert [(m.message.data, m.message.attributes["CloudPubSubDeadLetterSourceDeliveryCount"]) for m in dead_letters] == [
+        (json.dumps({"document": NEEDS_SECRET, "args": {"base_url": server.url}}).encode(), "5")]
+    # The succeeded and the degraded message were acked by the 200: as a pull subscription it holds nothing.
+    project.subscriber.modify_push_config(request={"subscription": sub, "push_config": {}})
+    assert project.drain(sub) == []

@@ -160,7 +160,9 @@ def test_resolver_checks_the_address_the_connection_is_made_to(
                      "-s", "TWISTED_DNS_RESOLVER=wfcrawl.middlewares.ssrf.GuardedResolver",
                      "-s", 'DOWNLOADER_MIDDLEWARES={"wfcrawl.middlewares.ssrf.SSRFGuardMiddleware": null}')
     refused = crawl(workflow, *resolver_only)
-    assert refused.returncode == 0, refused.stderr
+    # Its only start request failed: the crawl failed (wfcrawl.outcome).
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stats["wfcrawl/outcome/reasons/all_start_requests_failed"] == 1
     assert refused.items == []
     # It fails as a host without address would (Scrapy retries those: refused each time).
     assert refused.stats["wfcrawl/pages/failed/CannotResolveHostError"] == 1

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from wfcrawl.extensions.statsmetrics import declared_families
+from wfcrawl.observability.statscollector import declared_families
 
 ALERTS = ROOT / "docker/prometheus/alerts.yml"
 DASHBOARD = ROOT / "docker/grafana/dashboards/wfcrawl.json"
@@ -63,7 +63,7 @@ def _alert_rules() -> list[dict[str, Any]]:
 def test_alert_rules_cover_the_required_cases() -> None:
     names = {rule["alert"] for rule in _alert_rules()}
     assert {
-        "WfcrawlCrawlFailed", "WfcrawlCrawlStalledNoItems", "WfcrawlCrawlNoProgress", "WfcrawlErrorRateHigh",
+        "WfcrawlCrawlFailed", "WfcrawlCrawlDegraded", "WfcrawlCrawlStalledNoItems", "WfcrawlCrawlNoProgress", "WfcrawlErrorRateHigh",
         "WfcrawlQueueGrowingWithoutBound", "WfcrawlStorageWritesRetrying",
     } <= names
     for rule in _alert_rules():
@@ -102,3 +102,10 @@ def test_a_misspelled_metric_would_be_caught() -> None:
     assert not exported("wfcrawl_download_latency_bucket")
     assert exported("wfcrawl_download_latency_seconds_bucket")
     assert exported("wfcrawl_items_total") and exported("wfcrawl_crawl_running")
+
+
+def test_the_outcome_alerts_fire_on_failed_and_degraded() -> None:
+    rules = {rule["alert"]: rule["expr"] for rule in _alert_rules()}
+    assert rules["WfcrawlCrawlFailed"] == 'max by (workflow, instance, reason) (wfcrawl_crawl_outcome{outcome="failed"}) == 1'
+    assert rules["WfcrawlCrawlDegraded"] == (
+        'max by (workflow, instance, reason) (wfcrawl_crawl_outcome{outcome="degraded"}) == 1')

@@ -21,7 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT
 from tests.mockserver import MockServer
-from wfcrawl.extensions.statsmetrics import StatsFamilies, declared_families
+from wfcrawl.observability.statscollector import (
+    MetricsStatsCollector,
+    StatsFamilies,
+    build_families,
+    declared_families,
+)
 
 # 1 index + 10 pages + 1 missing page, one request at a time 0.25 s apart:
 # about 3 s during which the endpoint is scraped.
@@ -60,7 +65,7 @@ def parse(text: str) -> Samples:
     return out
 
 
-def value(samples: Samples, name: str, default: float | None = None, **labels: str) -> float:
+def value(samples: Samples, name: str, default: float | None = None, /, **labels: str) -> float:
     want = tuple(sorted({"workflow": "slowsite", **labels}.items()))
     if default is not None:
         return samples.get((name, want), default)
@@ -136,7 +141,8 @@ def test_metrics_scraped_live_and_pushed_equal_the_stats(
     # Live: the endpoint answered while pages were still being fetched.
     live = [s for s in scrapes if value(s, "wfcrawl_crawl_running") == 1]
     assert any(0 < value(s, "wfcrawl_pages_total", 0, phase="page") < 10 for s in live)
-    assert value(final, "wfcrawl_crawl_finished", reason="finished", status="finished") == 1
+    assert value(final, "wfcrawl_crawl_finished", reason="finished", status="succeeded") == 1
+    assert value(final, "wfcrawl_crawl_outcome", outcome="succeeded", reason="") == 1
 
     # The final scrape equals the stats, key by key (hand-written expectations).
     assert stats["wfcrawl/pages/page"] == 10 and stats["wfcrawl/items/slow_page"] == 10
@@ -187,7 +193,8 @@ def test_metrics_scraped_live_and_pushed_equal_the_stats(
     assert [(m, p) for m, p, _ in pushes] == [("PUT", "/metrics/job/wfcrawl/workflow/slowsite")]
     pushed = parse(pushes[0][2].decode())
     assert {k: value(pushed, k[0], **dict(k[1])) for k in expected} == expected
-    assert value(pushed, "wfcrawl_crawl_finished", reason="finished", status="finished") == 1
+    assert value(pushed, "wfcrawl_crawl_finished", reason="finished", status="succeeded") == 1
+    assert value(pushed, "wfcrawl_crawl_outcome", outcome="succeeded", reason="") == 1
 
 
 def test_unreachable_pushgateway_does_not_fail_the_crawl(tmp_path: Path, server: MockServer) -> None:
@@ -216,8 +223,6 @@ def _closed_port() -> int:
 
 def test_unmapped_wfcrawl_stats_become_typed_metrics_bounded() -> None:
     from scrapy.utils.test import get_crawler
-
-    from wfcrawl.extensions.statsmetrics import MetricsStatsCollector, build_families
 
     stats = MetricsStatsCollector(get_crawler())
     stats.inc_value("wfcrawl/newthing/widgets", 3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from scrapy.utils.test import get_crawler
 
 from tests.conftest import run_crawl
 from tests.mockserver import MockServer
-from wfcrawl.extensions.progress import CrawlProgress, crawl_stalled
+from wfcrawl.observability.progress import CrawlProgress, crawl_stalled
 
 
 class Clock:
@@ -72,7 +73,7 @@ def test_progress_line_per_phase(caplog: pytest.LogCaptureFixture) -> None:
     progress, clock, _ = make_progress()
     stats = progress.crawler.stats
     assert stats is not None
-    caplog.set_level(logging.INFO, logger="wfcrawl.extensions.progress")
+    caplog.set_level(logging.INFO, logger="wfcrawl.observability.progress")
     for key, value in {
         "wfcrawl/pages/listing": 3, "wfcrawl/phases/listing/scheduled": 3, "wfcrawl/phases/listing/requests": 3,
         "wfcrawl/pages/product": 20, "wfcrawl/phases/product/scheduled": 50,
@@ -87,12 +88,18 @@ def test_progress_line_per_phase(caplog: pytest.LogCaptureFixture) -> None:
     stats.set_value("wfcrawl/phases/product/items", 24)
     clock.now = 180.0
     progress.tick()
-    lines = [r.getMessage() for r in caplog.records if r.name == "wfcrawl.extensions.progress"]
+    stats.set_value("item_scraped_count", 24)
+    clock.now = 240.0
+    progress.tick()  # no phase changed: the crawl's line only
+    lines = [r.getMessage() for r in caplog.records if r.name == "wfcrawl.observability.progress"]
+    # No engine here (a crawler that did not start): the scheduler's length is unknown.
     assert lines == [
-        "Phase listing: 3 pages (1.5/min), 0 items (0.0/min), 0 queued",
-        "Phase product: 20 pages (10.0/min), 18 items (9.0/min), 24 queued",
-        "Phase listing: 3 pages (0.0/min), 0 items (0.0/min), 0 queued",
-        "Phase product: 26 pages (6.0/min), 24 items (6.0/min), 18 queued",
+        "Crawled 23 pages (11.5/min), 0 items (0.0/min); waiting: ? in the scheduler, 0 in the downloader (0 downloading)",
+        "  phase listing: 3 pages, 0 items, 0 in the scheduler",
+        "  phase product: 20 pages, 18 items, 24 in the scheduler",
+        "Crawled 29 pages (6.0/min), 0 items (0.0/min); waiting: ? in the scheduler, 0 in the downloader (0 downloading)",
+        "  phase product: 26 pages, 24 items, 18 in the scheduler",
+        "Crawled 29 pages (0.0/min), 24 items (24.0/min); waiting: ? in the scheduler, 0 in the downloader (0 downloading)",
     ]
 
 
@@ -105,8 +112,11 @@ def test_real_crawl_logs_progress_and_summary_table(tmp_path: Path, server: Mock
         "-s", "WFCRAWL_PROGRESS_INTERVAL=0.5", tmp_path=tmp_path, base_url=server.url,
     )
     assert crawl.returncode == 0
-    assert "Phase index: 1 pages" in crawl.stderr  # at least one periodic line while it ran
-    assert "Phase page: " in crawl.stderr
+    # At least one periodic line while it ran, with the real queues; the index phase once only.
+    assert re.search(r"Crawled \d+ pages \([\d.]+/min\), \d+ items \([\d.]+/min\); waiting: \d+ in the scheduler, "
+                     r"\d+ in the downloader \(\d+ downloading\)", crawl.stderr)
+    assert crawl.stderr.count("  phase index: 1 pages, 0 items, 0 in the scheduler") == 1
+    assert "  phase page: " in crawl.stderr
     table = crawl.stderr[crawl.stderr.index("\nper phase:\n") + 1:].splitlines()[:4]
     assert [line.split() for line in table] == [
         ["per", "phase:"],

@@ -15,8 +15,9 @@ import pytest
 
 from tests.conftest import require_service
 from tests.mockserver import MockServer
-from wfcrawl.scheduling.locks import PostgresSlotLock, RedisSlotLock, SlotLock
-from wfcrawl.scheduling.service import ScheduledWorkflow, Scheduler, SlotLaunch, schedule_of
+from wfcrawl.cron.locks import PostgresSlotLock, RedisSlotLock, SlotLock
+from wfcrawl.cron.service import ScheduledWorkflow, Scheduler, SlotLaunch, schedule_of
+from wfcrawl.exceptions import WorkflowError
 from wfcrawl.workflow.plan import Schedule
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -180,7 +181,6 @@ def test_schedule_of_reads_only_the_schedule() -> None:
     doc = "name: shop\nschedule: {cron: '0 3 * * *', timezone: Europe/Paris, catch_up: all}\nphases: {}\n"
     assert schedule_of(doc) == ("shop", Schedule("0 3 * * *", "Europe/Paris", "all", True))
     assert schedule_of("name: shop\nphases: {}\n") is None
-    from wfcrawl.exceptions import WorkflowError
 
     with pytest.raises(WorkflowError) as info:
         schedule_of("name: shop\nschedule: {cron: '0 3 * *'}\n", "wf.yaml")
@@ -209,5 +209,5 @@ def test_scheduler_command_launches_through_the_launcher(tmp_path: Path, fresh_s
     assert (name, action) == ("every-minute", "launched")
     assert datetime.fromisoformat(slot).second == 0
     assert f"Execution {execution_id} (workflow every-minute, schedule) started" in proc.stderr
-    assert f"Execution {execution_id} finished (exit status 0)" in proc.stderr
+    assert f"Execution {execution_id} succeeded (exit status 0)" in proc.stderr
     assert fresh_server.paths().count("/slow/index.html") == 1

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import run_crawl
 from tests.mockserver import MockServer
-from wfcrawl.extensions.webhooks import verify
+from wfcrawl.observability.webhooks import verify
 
 SECRET = "s3cr3t-for-tests"
 OTHER_SECRET = "another-one"
@@ -97,14 +97,14 @@ def test_signed_notification_retried_until_delivered_and_dead_receiver_harmless(
     assert crawl.stats["wfcrawl/webhooks/attempts"] == 6
     assert crawl.stats["wfcrawl/webhooks/delivered"] == 1
     assert crawl.stats["wfcrawl/webhooks/failed"] == 1
-    assert "Webhook finished to http://127.0.0.1" in crawl.stderr and "failed after 3 attempt(s)" in crawl.stderr
+    assert "Webhook succeeded to http://127.0.0.1" in crawl.stderr and "failed after 3 attempt(s)" in crawl.stderr
 
     assert [path for path, _, _ in receiver.received] == ["/hooks/wfcrawl"] * 3
     deliveries = {h["X-Wfcrawl-Delivery"] for _, h, _ in receiver.received}
     assert len(deliveries) == 1  # the same delivery id on every attempt: receivers can dedupe
     for _, headers, body in receiver.received:
         assert headers["Content-Type"] == "application/json"
-        assert headers["X-Wfcrawl-Event"] == "finished"
+        assert headers["X-Wfcrawl-Event"] == "succeeded"
         timestamp = headers["X-Wfcrawl-Timestamp"]
         # Verified as a receiver would, independently of wfcrawl's helper...
         expected = "sha256=" + hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -115,9 +115,9 @@ def test_signed_notification_retried_until_delivered_and_dead_receiver_harmless(
         assert not verify(OTHER_SECRET, timestamp, body, headers["X-Wfcrawl-Signature"])
     payload = json.loads(receiver.received[-1][2])
     assert payload["delivery_id"] == deliveries.pop()
-    assert {k: payload[k] for k in ("event", "execution_id", "workflow", "status", "finish_reason")} == {
-        "event": "finished", "execution_id": "exec-42", "workflow": "hooked",
-        "status": "finished", "finish_reason": "finished",
+    assert {k: payload[k] for k in ("event", "execution_id", "workflow", "status", "finish_reason", "reasons")} == {
+        "event": "succeeded", "execution_id": "exec-42", "workflow": "hooked",
+        "status": "succeeded", "finish_reason": "finished", "reasons": [],
     }
     assert payload["stats"]["item_scraped_count"] == 10
     assert payload["stats"]["wfcrawl/items/slow_page"] == 10
@@ -139,11 +139,13 @@ def test_failed_crawl_is_notified_as_failed(tmp_path: Path, server: MockServer, 
         "-s", "WFCRAWL_WEBHOOKS_SECRET=" + SECRET, "-s", 'EXTENSIONS={"tests.test_ops_webhooks.CloseAsOutOfMemory": 0}',
         tmp_path=tmp_path, base_url=server.url,
     )
-    assert crawl.returncode == 0
+    assert crawl.returncode == 1  # failed
     assert crawl.stats["finish_reason"] == "memusage_exceeded"
     assert len(receiver.received) == 1
     payload = json.loads(receiver.received[0][2])
     assert (payload["event"], payload["status"], payload["finish_reason"]) == ("failed", "failed", "memusage_exceeded")
+    assert payload["reasons"] == [{"code": "closed_early", "message": "the crawl closed early (memusage_exceeded)",
+                                   "finish_reason": "memusage_exceeded"}]
 
 
 class CloseAsOutOfMemory:
@@ -184,7 +186,7 @@ def test_stalled_crawl_is_notified_while_it_runs(tmp_path: Path, server: MockSer
         name: sleepy
         start_urls: ["/slow/1?delay=3"]
         obey_robots: false
-        webhooks: [{{url: "http://127.0.0.1:{receiver.server_address[1]}/h", events: [stalled, finished]}}]
+        webhooks: [{{url: "http://127.0.0.1:{receiver.server_address[1]}/h", events: [stalled, finished]}}]  # finished: succeeded or degraded
         phases:
           page:
             nodes:
@@ -196,7 +198,7 @@ def test_stalled_crawl_is_notified_while_it_runs(tmp_path: Path, server: MockSer
     assert crawl.returncode == 0
     assert crawl.stats["wfcrawl/progress/stalls"] == 1
     events = [json.loads(body) for _, _, body in receiver.received]
-    assert [(e["event"], e["status"]) for e in events] == [("stalled", "running"), ("finished", "finished")]
+    assert [(e["event"], e["status"]) for e in events] == [("stalled", "running"), ("succeeded", "succeeded")]
     assert events[0]["stall_reason"] == "no_progress"
     assert events[0]["stats"].get("item_scraped_count", 0) == 0
     assert events[1]["stats"]["item_scraped_count"] == 1

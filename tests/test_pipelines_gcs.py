@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scrapy.settings import Settings
 
 from tests.conftest import require_service, run_crawl
 from tests.mockserver import MockServer
+from tests.services import GcsEmulator
 from tests.test_pipelines_postgres import SHOP
 from wfcrawl.exceptions import ConfigurationError
-from wfcrawl.pipelines.gcs import GcsConfig
+from wfcrawl.settings.defaults import DEFAULTS
+from wfcrawl.storage.config import GcsConfig
 from wfcrawl.storage.gcs import GcsObjectWriter
-from wfcrawl.storage.testing import GcsEmulator
 
 BUCKET = "wfcrawl-test"
 
@@ -179,10 +181,6 @@ def test_bucket_problems_are_clear_errors(emulator: GcsEmulator) -> None:
         f"Forbidden: {emulator.url}/upload/storage/v1/b/{BUCKET}/o"
     )
 
-    class Settings(dict):  # type: ignore[type-arg]
-        def get(self, name: str, default: Any = None) -> Any:
-            return super().get(name, default)
-
     with pytest.raises(ConfigurationError) as exc:
-        GcsConfig.read(Settings(GCS_BUCKET="gs://Bad_Bucket!"))
+        GcsConfig.from_settings(Settings({**DEFAULTS, "GCS_BUCKET": "gs://Bad_Bucket!"}))
     assert str(exc.value) == "GCS_BUCKET 'Bad_Bucket!' is not a valid bucket name"

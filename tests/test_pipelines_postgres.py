@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import ROOT, require_service, run_crawl
 from tests.mockserver import MockServer
-from wfcrawl.storage.testing import (
+from tests.services import (
     PG_BIN,
     PgBouncer,
     PrivatePostgres,
@@ -104,7 +104,7 @@ EXPECTED_ITEMS = sorted([
     product("PH-002", DETAIL, "Nova Phone 6 Pro", 1099.0, ["5g", "pro", "flagship"]),
     product("PH-003", DETAIL, "Pocket Mini", 249.5, ["compact"]),
 ], key=repr)
-EXPECTED_QUARANTINE = [(
+EXPECTED_QUARANTINE: list[tuple[Any, ...]] = [(
     "product", "LP-004", "invalid",
     [{"path": "$.price", "validator": "type", "message": "None is not of type 'number'"}],
     {"sku": "LP-004", "name": "Pixel Slate 12", "price": None, "tags": []},
@@ -136,7 +136,8 @@ def query(dsn: str, sql: str) -> list[tuple[Any, ...]]:
     try:
         with conn, conn.cursor() as cur:
             cur.execute(sql)
-            return cur.fetchall()
+            rows: list[tuple[Any, ...]] = cur.fetchall()
+            return rows
     finally:
         conn.close()
 
@@ -192,8 +193,8 @@ class CrawlProcess:
             if not self._changed.wait_for(lambda: any(text in line for line in self.lines), timeout):
                 raise TimeoutError(f"no log line with {text!r} in {timeout}s:\n{''.join(self.lines[-30:])}")
 
-    def finish(self, timeout: float = 90) -> dict[str, Any]:
-        assert self.proc.wait(timeout) == 0, "".join(self.lines[-40:])
+    def finish(self, timeout: float = 90, exit_status: int = 0) -> dict[str, Any]:
+        assert self.proc.wait(timeout) == exit_status, "".join(self.lines[-40:])
         return json.loads(self.stats_file.read_text())  # type: ignore[no-any-return]
 
 
@@ -248,8 +249,8 @@ def test_killed_then_repeated_crawls_through_pgbouncer_store_each_item_once(
     records = executions(dsn, schema)
     assert {k: v[:3] for k, v in records.items()} == {
         "run-1": ("shopstore", "running", None),
-        "run-2": ("shopstore", "finished", "finished"),
-        "run-3": ("shopstore", "finished", "finished"),
+        "run-2": ("shopstore", "succeeded", "finished"),
+        "run-3": ("shopstore", "succeeded", "finished"),
     }
     assert records["run-3"][3]["item_scraped_count"] == 15
     assert records["run-3"][3]["wfcrawl/postgres/items/updated"] == 15
@@ -286,7 +287,7 @@ def test_database_restart_mid_crawl_loses_nothing(
     # A batch whose COMMIT reply was lost is written again: an update, never a second row.
     assert stats["wfcrawl/postgres/items/inserted"] <= 15
     assert stats["wfcrawl/postgres/items/inserted"] + stats["wfcrawl/postgres/items/updated"] >= 15
-    assert executions(dsn, schema)["restart"][1:3] == ("finished", "finished")
+    assert executions(dsn, schema)["restart"][1:3] == ("succeeded", "finished")
 
 
 def test_unreachable_database_fails_the_crawl_at_start(server: MockServer, workflow: Path, tmp_path: Path) -> None:
@@ -305,7 +306,7 @@ def test_unreachable_database_fails_the_crawl_at_start(server: MockServer, workf
 def test_a_cancelled_execution_stops_its_crawl(
     database: TempDatabase, server: MockServer, workflow: Path, tmp_path: Path,
 ) -> None:
-    from wfcrawl.storage.postgres import PostgresExecutionStore
+    from wfcrawl.storage.postgres.executions import PostgresExecutionStore
 
     dsn, schema = database.dsn, f"c_{uuid.uuid4().hex[:8]}"
     crawl = CrawlProcess(workflow, server.url_for("/"), storage_args(
@@ -314,7 +315,7 @@ def test_a_cancelled_execution_stops_its_crawl(
     wait_until(lambda: _exists(dsn, schema) and getattr(store.get("cancel-me"), "status", None) == "running",
                60, "the running execution")
     store.update("cancel-me", status="cancelled")  # what a launcher's "cancel" does
-    stats = crawl.finish()
+    stats = crawl.finish(exit_status=4)  # cancelled
     assert stats["finish_reason"] == "cancelled"
     record = store.get("cancel-me")
     assert record is not None and (record.status, record.finish_reason) == ("cancelled", "cancelled")
@@ -340,11 +341,13 @@ def test_rows_are_spilled_when_the_database_stays_away(
         running = "SELECT status FROM spill.executions WHERE id = 'spilled'"
         wait_until(lambda: _exists(dsn, "spill") and query(dsn, running) == [("running",)], 60, "the crawl")
         pg.stop("immediate")
-        stats = crawl.finish()
+        stats = crawl.finish(exit_status=1)  # failed: storage_unavailable
     finally:
         if not pg.running():
             pg.start()
-    [path] = spill.iterdir()
+    [path] = spill.glob("postgres-*")
+    [end] = spill.glob("executions-*")  # the end of the execution could not be recorded either
+    assert end.name.startswith("executions-shopstore-spilled-") and end.suffix == ".json"
     assert path.name.startswith("postgres-shopstore-spilled-") and path.suffix == ".jsonl"
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     base = server.url_for("/").rstrip("/")
@@ -357,6 +360,7 @@ def test_rows_are_spilled_when_the_database_stays_away(
     assert [(line["row"]["item_key"], line["row"]["reason"]) for line in lines if line["table"] == "quarantine"] == [
         ("LP-004", "invalid")]
     assert stats["wfcrawl/postgres/items/spilled"] == 16
+    assert (stats["wfcrawl/outcome"], stats["wfcrawl/outcome/reasons/storage_unavailable"]) == ("failed", 1)
     assert "wfcrawl/postgres/items/inserted" not in stats
     assert any("rows written to" in line and str(path) in line for line in crawl.lines)
 
@@ -372,13 +376,13 @@ def test_rows_are_spilled_when_the_database_stays_away(
 
     loaded = load(path)
     assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout == (f"{path}: 16 rows: 15 inserted, 0 updated, 1 quarantined, 0 refused by the database "
+    assert loaded.stdout == (f"{path}: 16 rows: 15 inserted, 0 updated, 0 outdated, 1 quarantined, 0 refused by the database "
                              f"-> {path.name}.loaded\n")
     assert item_rows(dsn, "spill", server) == EXPECTED_ITEMS
     assert quarantine_rows(dsn, "spill") == EXPECTED_QUARANTINE
     assert not path.exists() and path.with_name(path.name + ".loaded").is_file()
     # The same rows once more: upserts, nothing added.
-    assert load(again).stdout.startswith(f"{again}: 16 rows: 0 inserted, 15 updated, 1 quarantined")
+    assert load(again).stdout.startswith(f"{again}: 16 rows: 0 inserted, 15 updated, 0 outdated, 1 quarantined")
     assert item_rows(dsn, "spill", server) == EXPECTED_ITEMS
 
 

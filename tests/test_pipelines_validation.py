@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from types import SimpleNamespace
+import logging
 from typing import Any
 
 import pytest
+import scrapy
+from jsonschema import Draft202012Validator
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
 from tests.conftest import problems
 from wfcrawl.exceptions import WorkflowError
-from wfcrawl.pipelines.items import ItemKeys
+from wfcrawl.items import ItemKeys
 from wfcrawl.pipelines.validation import InvalidItem, ItemValidationPipeline
+from wfcrawl.spiders.workflow import WorkflowSpider
 from wfcrawl.workflow import load_text
+from wfcrawl.workflow.plan import ItemSpec
 
 DOC = """\
 name: shop
@@ -111,8 +116,15 @@ def test_keys_are_key_fields_or_url_and_position() -> None:
 
 def pipeline(settings: dict[str, Any] | None = None, doc: str = DOC) -> ItemValidationPipeline:
     crawler = get_crawler(settings_dict={"WFCRAWL_VALIDATION_ENABLED": True, **(settings or {})})
-    crawler.spider = SimpleNamespace(plan=load_text(doc))  # type: ignore[assignment]
+    spider = WorkflowSpider()
+    spider.plan, spider.execution_id, spider.execution_id_given = load_text(doc), "e1", True
+    crawler.spider = spider
     return ItemValidationPipeline.from_crawler(crawler)
+
+
+def validation_stats(pipe: ItemValidationPipeline) -> dict[str, Any]:
+    stats = pipe.crawler.stats.get_stats()
+    return {k: v for k, v in stats.items() if k.startswith("wfcrawl/validation/")}
 
 
 def test_valid_items_get_their_key_and_pass() -> None:
@@ -140,8 +152,7 @@ def test_invalid_items_are_dropped_with_reasons_and_counted() -> None:
         {"path": "$", "validator": "required", "message": "'price' is a required property"},
     ]
     assert exc.value.reasons == ["key", "required"]
-    stats = pipe.crawler.stats.get_stats()  # type: ignore[union-attr]
-    assert {k: v for k, v in stats.items() if k.startswith("wfcrawl/validation/")} == {
+    assert validation_stats(pipe) == {
         "wfcrawl/validation/invalid": 2,
         "wfcrawl/validation/invalid/product/minLength": 1,
         "wfcrawl/validation/invalid/product/minimum": 1,
@@ -161,3 +172,63 @@ def test_without_items_section_or_storage_the_pipeline_is_off() -> None:
     with pytest.raises(NotConfigured):
         pipeline(doc=plain)
     assert pipeline({"GCS_BUCKET": "b"}, doc=plain).specs == {}
+
+
+# ---------------------------------------------------------------- item types
+
+
+class Product(scrapy.Item):
+    """A project's item class without a ``_key`` field: it cannot hold its key."""
+
+    sku = scrapy.Field()
+    name = scrapy.Field()
+    price = scrapy.Field()
+
+
+@dataclasses.dataclass
+class Offer:
+    sku: str | None
+    price: float | None
+    _key: str | None = None
+
+
+def typed_pipeline() -> ItemValidationPipeline:
+    crawler = get_crawler(settings_dict={"WFCRAWL_VALIDATION_ENABLED": True})
+    schema = {"type": "object", "required": ["price"], "properties": {"price": {"type": "number", "minimum": 0}}}
+    specs = {t: ItemSpec(t, ("sku",), None, schema, Draft202012Validator(schema)) for t in ("Product", "Offer")}
+    return ItemValidationPipeline(crawler, specs, True)
+
+
+def test_items_of_any_itemadapter_type_are_keyed_and_validated() -> None:
+    pipe = typed_pipeline()
+    offer = Offer(sku="O-1", price=2.5)
+    assert pipe.process_item(offer) is offer and offer._key == "O-1"  # its class has the field: keyed
+    product = Product(sku="P-1", name="Aero", price=3.5)
+    assert pipe.process_item(product) is product and "_key" not in product  # no field: stores compute it
+    with pytest.raises(InvalidItem) as exc:
+        pipe.process_item(Offer(sku="", price=-1))
+    assert exc.value.errors == [
+        {"path": "$.sku", "validator": "key", "message": "key field 'sku' is missing or empty"},
+        {"path": "$.price", "validator": "minimum", "message": "-1 is less than the minimum of 0"},
+    ]
+    with pytest.raises(InvalidItem) as exc:
+        pipe.process_item(Product(sku="P-2", name="Nimbus"))
+    assert exc.value.errors == [{"path": "$", "validator": "required", "message": "'price' is a required property"}]
+    assert validation_stats(pipe) == {
+        "wfcrawl/validation/invalid": 2,
+        "wfcrawl/validation/invalid/Offer/key": 1,
+        "wfcrawl/validation/invalid/Offer/minimum": 1,
+        "wfcrawl/validation/invalid/Product/required": 1,
+    }
+
+
+def test_objects_that_are_not_items_pass_counted_and_logged_once_per_type(caplog: pytest.LogCaptureFixture) -> None:
+    pipe = typed_pipeline()
+    with caplog.at_level(logging.WARNING, logger="wfcrawl.pipelines.validation"):
+        assert [pipe.process_item(x) for x in ("a", "b", 3)] == ["a", "b", 3]
+    assert pipe.crawler.stats.get_value("wfcrawl/validation/unsupported") == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        f"builtins.{name} objects are not items (itemadapter reads dicts, scrapy.Item, dataclass, attrs and "
+        "pydantic objects): not keyed nor validated (counted in wfcrawl/validation/unsupported)"
+        for name in ("str", "int")
+    ]

@@ -21,7 +21,7 @@ import yaml
 
 from tests.conftest import Crawl, require_service, stat_items
 from tests.mockserver import MockServer
-from wfcrawl.settings.defaults import RENDER_DEFAULTS
+from wfcrawl.settings.defaults import DEFAULTS
 
 pytestmark = pytest.mark.requires_browser
 
@@ -98,7 +98,7 @@ def write(tmp_path: Path, doc: dict[str, Any], name: str = "workflow.yaml") -> P
 
 
 def browser_args(*extra: str) -> str:
-    return ",".join([*RENDER_DEFAULTS["WFCRAWL_RENDER_BROWSER_ARGS"], *extra])
+    return ",".join([*DEFAULTS["WFCRAWL_RENDER_BROWSER_ARGS"], *extra])
 
 
 def browser_processes(marker: str) -> list[int]:
@@ -187,7 +187,10 @@ def test_without_render_blocks_nothing_is_found_and_no_browser_starts(
     crawl: Any, server: MockServer, tmp_path: Path
 ) -> None:
     result: Crawl = crawl(write(tmp_path, without_render(copy.deepcopy(WORKFLOW))), base_url=server.url)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Degraded (exit status 3): the nodes of the JavaScript phases matched nothing (wfcrawl.outcome).
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert result.stats["wfcrawl/outcome"] == "degraded"
+    assert result.stats["wfcrawl/outcome/reasons/node_never_matched"] == len(JS_TYPES)
     assert {t: result.fields(t) for t in JS_TYPES} == {t: [] for t in JS_TYPES}
     assert result.fields("index") == [{"title": "JS fixtures"}]
     assert result.stats["wfcrawl/pages/onload"] == 1 and result.stats["wfcrawl/pages/detail"] == 3

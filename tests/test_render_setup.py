@@ -20,10 +20,11 @@ from scrapy.utils.test import get_crawler
 from tests.conftest import IN_CI, ROOT
 from wfcrawl.addon import WfcrawlAddon
 from wfcrawl.exceptions import ConfigurationError
+from wfcrawl.meta import PHASE, RENDER, RENDER_RESULT
 from wfcrawl.middlewares.render import RenderMiddleware
 from wfcrawl.render.fingerprint import RenderFingerprinter
 from wfcrawl.render.setup import apply_render_policy, find_browser
-from wfcrawl.spiders.meta import PHASE, RENDER, RENDER_RESULT
+from wfcrawl.settings.table import table
 from wfcrawl.workflow import load_text
 
 try:
@@ -203,7 +204,7 @@ def test_middleware_builds_playwright_meta_and_leaves_plain_data(fake_browser: s
     plain_meta = _as_json(request)
     fingerprint = crawler.request_fingerprinter.fingerprint(request).hex()
 
-    assert mw.process_request(request) is None
+    mw.process_request(request)  # returns None (annotated): the request goes on to the browser
     meta = request.meta
     assert (meta["playwright"], meta["playwright_context"], meta["download_slot"]) == (True, "wfcrawl", "wfcrawl-render")
     assert meta["playwright_page_goto_kwargs"] == {"wait_until": "load", "timeout": 2000.0}
@@ -251,8 +252,7 @@ def test_non_browser_errors_are_left_to_scrapy(fake_browser: str, tmp_path: Path
 
 
 def test_settings_documented() -> None:
-    from wfcrawl.settings.defaults import RENDER_DEFAULTS
-
     doc = (ROOT / "docs" / "rendering.md").read_text()
-    missing = [name for name in RENDER_DEFAULTS if f"`{name}`" not in doc]
-    assert missing == []
+    names = [name for name, spec in table().items() if spec.page == "rendering.md"]
+    assert len(names) == 11 and all(name.startswith("WFCRAWL_RENDER_") for name in names)
+    assert [name for name in names if f"`{name}`" not in doc] == []

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tests.conftest import problems
-from wfcrawl.render.spec import plan_renders
 from wfcrawl.workflow import check_source
+from wfcrawl.workflow.render import plan_renders
 from wfcrawl.workflow.source import parse_text
 
 DOC = """\

@@ -21,8 +21,8 @@ from tests.test_scheduler_distributed import (
     prefix,  # noqa: F401 - fixture
     redis_client,
 )
-from wfcrawl.scheduler.config import Keys
-from wfcrawl.scheduler.ops import LeaseStore
+from wfcrawl.distributed.config import Keys
+from wfcrawl.distributed.ops import LeaseStore
 
 pytestmark = pytest.mark.requires_redis
 

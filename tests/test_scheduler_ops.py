@@ -12,15 +12,18 @@ from scrapy import Request, Spider
 from scrapy.http import FormRequest
 from scrapy.settings import Settings
 from scrapy.utils.request import RequestFingerprinter
+from scrapy.utils.test import get_crawler
 
 from tests.conftest import require_service
+from wfcrawl.distributed import serializer
+from wfcrawl.distributed.config import BloomSize, Keys, RedisCrawlConfig, keys_for_spider
+from wfcrawl.distributed.dupefilter import FilterSpec, RedisDupeFilter
+from wfcrawl.distributed.ops import LeaseStore, Push, SyncBatch
+from wfcrawl.distributed.queue import request_from_payload
 from wfcrawl.exceptions import ConfigurationError
-from wfcrawl.scheduler import serializer
-from wfcrawl.scheduler.config import BloomSize, Keys, RedisCrawlConfig, keys_for_spider
-from wfcrawl.scheduler.dupefilter import FilterSpec, RedisDupeFilter
-from wfcrawl.scheduler.ops import LeaseStore, Push, SyncBatch
-from wfcrawl.scheduler.queue import request_from_payload
 from wfcrawl.settings.defaults import DEFAULTS
+from wfcrawl.spiders.workflow import WorkflowSpider
+from wfcrawl.workflow import load_text
 
 pytestmark = pytest.mark.requires_redis
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -185,6 +188,9 @@ def test_keys_are_namespaced_by_workflow_and_run() -> None:
         Keys.for_run("wfcrawl", "shop", "a}b")
 
 
+MINIMAL = "name: minimal\nstart_urls: [http://x/]\nphases: {a: {nodes: [{type: extract, item: t, fields: {x: h1}}]}}\n"
+
+
 class _Spider(Spider):
     name = "s"
 
@@ -195,11 +201,23 @@ class _Spider(Spider):
 
 def test_a_generated_execution_id_is_refused() -> None:
     config = RedisCrawlConfig.from_settings(Settings(DEFAULTS))
-    spider = _Spider(execution_id="abc")
-    assert keys_for_spider(spider, config).base == "wfcrawl:{s:abc}:"
-    spider.execution_id_given = False  # what WorkflowSpider records when it generated the id
+    # A project's own spider names its run with an execution_id attribute.
+    crawler = get_crawler(_Spider)
+    crawler.spider = _Spider.from_crawler(crawler, execution_id="abc")
+    assert keys_for_spider(crawler.spider, config).base == "wfcrawl:{s:abc}:"
+    crawler.spider = _Spider.from_crawler(crawler)
     with pytest.raises(ConfigurationError, match="same execution id"):
-        keys_for_spider(spider, config)
+        keys_for_spider(crawler.spider, config)
+    # The workflow spider generated an id (none was given): each instance would crawl alone.
+    workflow_spider = WorkflowSpider()
+    workflow_spider.plan, workflow_spider.execution_id = load_text(MINIMAL), "generated"
+    workflow_spider.execution_id_given = False
+    crawler.spider = workflow_spider
+    workflow_spider.crawler = crawler
+    with pytest.raises(ConfigurationError, match="same execution id"):
+        keys_for_spider(workflow_spider, config)
+    workflow_spider.execution_id_given = True
+    assert keys_for_spider(workflow_spider, config).base == "wfcrawl:{minimal:generated}:"
 
 
 def test_requests_round_trip_without_pickle() -> None:

@@ -15,14 +15,17 @@ from datetime import datetime, timezone
 import psycopg2
 import pytest
 
+from tests.services import PgBouncer, TempDatabase, free_port
+from wfcrawl.cron.locks import PostgresSlotLock
 from wfcrawl.exceptions import ConfigurationError
-from wfcrawl.storage.connection import check_connect
+from wfcrawl.launcher.registry import PostgresWorkflowRegistry
 from wfcrawl.storage.executions import Execution
-from wfcrawl.storage.migrate import migrate, migrations
-from wfcrawl.storage.pgitems import PgBatch, PostgresItemWriter, markers_literal
-from wfcrawl.storage.postgres import PostgresExecutionStore
+from wfcrawl.storage.postgres.connection import check_connect
+from wfcrawl.storage.postgres.executions import PostgresExecutionStore
+from wfcrawl.storage.postgres.items import PgBatch, PostgresItemWriter, markers_literal
+from wfcrawl.storage.postgres.migrate import migrate, migrations
 from wfcrawl.storage.serialize import dumps
-from wfcrawl.storage.testing import PgBouncer, TempDatabase, free_port
+from wfcrawl.workflow.itemspecs import RESERVED_TABLES
 
 pytestmark = pytest.mark.requires_postgres
 
@@ -67,11 +70,34 @@ def test_migrations_apply_once_even_when_instances_start_together(dsn: str, sche
         t.start()
     for t in threads:
         t.join(30)
-    assert sorted(results) == [[], [], [], [1]]
-    assert query(dsn, f'SELECT version, name FROM "{schema}".schema_migrations') == [(1, "initial")]
-    tables = query(dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,))
-    assert tables == [("executions",), ("items",), ("quarantine",), ("schema_migrations",)]
-    assert [m.version for m in migrations()] == [1]
+    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5]]
+    assert query(dsn, f'SELECT version, name FROM "{schema}".schema_migrations ORDER BY 1') == [
+        (1, "initial"), (2, "schedules"), (3, "launcher_workflows"), (4, "audit_log"), (5, "execution_outcomes")]
+    assert tables_of(dsn, schema) == ["audit_log", "execution_instances", "executions", "items", "launcher_workflows",
+                                      "quarantine", "schedule_cursors", "schedule_slots", "schema_migrations"]
+    assert [m.version for m in migrations()] == [1, 2, 3, 4, 5]
+    # Every table of wfcrawl's own is reserved: no workflow may write its items into one.
+    assert set(tables_of(dsn, schema)) - {"items"} == RESERVED_TABLES
+
+
+def tables_of(dsn: str, schema: str) -> list[str]:
+    rows = query(dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1", (schema,))
+    return [str(r[0]) for r in rows]
+
+
+def test_tables_created_at_run_time_by_earlier_versions_are_adopted(dsn: str, schema: str) -> None:
+    """Before migrations 2 and 3, the scheduler and the registry created their tables when they started."""
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f'CREATE SCHEMA "{schema}"')
+            cur.execute(f'CREATE TABLE "{schema}".launcher_workflows (name text PRIMARY KEY, document text NOT NULL,'
+                        " updated_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute(f"INSERT INTO \"{schema}\".launcher_workflows (name, document) VALUES ('shop', 'name: shop')")
+        assert migrate(conn, schema) == [1, 2, 3, 4, 5]
+    finally:
+        conn.close()
+    assert query(dsn, f'SELECT name, document FROM "{schema}".launcher_workflows') == [("shop", "name: shop")]
 
 
 def test_newer_schema_version_is_refused(dsn: str, schema: str) -> None:
@@ -85,7 +111,7 @@ def test_newer_schema_version_is_refused(dsn: str, schema: str) -> None:
     finally:
         conn.close()
     assert str(exc.value) == (
-        f"PostgreSQL schema {schema!r} is at version 7, newer than this wfcrawl knows (1): upgrade wfcrawl"
+        f"PostgreSQL schema {schema!r} is at version 7, newer than this wfcrawl knows (5): upgrade wfcrawl"
     )
 
 
@@ -93,7 +119,7 @@ def test_schema_name_is_quoted_not_executed(dsn: str) -> None:
     evil = 'x"; DROP TABLE pg_class; --'
     conn = psycopg2.connect(dsn)
     try:
-        assert migrate(conn, evil) == [1]
+        assert migrate(conn, evil) == [1, 2, 3, 4, 5]
         writer = PostgresItemWriter(dsn, evil)
         batch = PgBatch()
         batch.add("items", row("k1"))
@@ -102,6 +128,24 @@ def test_schema_name_is_quoted_not_executed(dsn: str) -> None:
     finally:
         conn.close()
     assert query(dsn, f'SELECT item_key FROM "{evil.replace(chr(34), 2 * chr(34))}".items') == [("k1",)]
+
+
+def test_scheduler_lock_and_registry_tables_come_from_the_migrations_with_quoted_names(dsn: str) -> None:
+    evil = 'y"; DROP TABLE pg_class; --'
+    slot = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+    lock = PostgresSlotLock(dsn, evil)
+    try:
+        assert (lock.claim("shop", slot, "a"), lock.claim("shop", slot, "b")) == (True, False)
+        lock.advance("shop", slot)
+        assert lock.cursor("shop") == slot
+    finally:
+        lock.close()
+    registry = PostgresWorkflowRegistry(dsn, schema=evil, bundled=False)
+    assert (registry.put("shop", "name: shop"), registry.put("shop", "name: shop")) == (True, False)
+    assert (registry.get("shop"), registry.names()) == ("name: shop", ["shop"])
+    quoted = evil.replace('"', '""')
+    assert query(dsn, f'SELECT workflow, owner FROM "{quoted}".schedule_slots') == [("shop", "a")]
+    assert query(dsn, f'SELECT max(version) FROM "{quoted}".schema_migrations') == [(5,)]
 
 
 def test_shipped_pgbouncer_config(database: TempDatabase, bouncer: PgBouncer) -> None:

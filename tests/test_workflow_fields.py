@@ -10,7 +10,8 @@ from parsel import Selector
 
 from wfcrawl.workflow import plan_from_source
 from wfcrawl.workflow.fields import Scope, extract_object
-from wfcrawl.workflow.plan import ExtractNode
+from wfcrawl.workflow.nodes import ExtractNode
+from wfcrawl.workflow.selectors import compile_selection
 from wfcrawl.workflow.source import parse_text
 
 HTML = """
@@ -56,6 +57,9 @@ phases:
     ("spec", "expected"),
     [
         ("name: h1", "Blue Lamp"),
+        ("name: {css: p.code, split: '-', many: true}", ["SKU", "77", "Z"]),
+        ("name: {css: p.code, split: '-', re: '^\\d+$', type: int}", 77),
+        ("name: {css: p.price, split: ' ', join: '|'}", "Price:|EUR|1,299.50"),
         ("name: {css: h1, normalize: false}", "  Blue\n     Lamp "),
         ("name: {css: p.price, type: float}", 1299.5),
         ("name: {css: p.count, type: int}", 12),
@@ -131,8 +135,6 @@ def test_exslt_functions_and_flat_memory() -> None:
     # spurious error-log entry per evaluation (lxml 6): memory grew with every
     # page. 5,000 evaluations of each kind must not keep ~150 bytes apiece.
     import tracemalloc
-
-    from wfcrawl.workflow.selectors import compile_selection
 
     root = Selector(text=HTML).root
     selections = [compile_selection("css", "li::text"), compile_selection("xpath", "set:distinct(//li)")]

@@ -41,12 +41,12 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "yaml_syntax",
         "name: shop\nstart_urls: [/\nphases: {}\n",
-        ["3:7: $: YAML syntax error: expected ',' or ']', but got ':' (while parsing a flow sequence)"],
+        ["3:7: $: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence)"],
     ),
     (
         "yaml_tab_indent",
         "name: shop\nphases:\n\tlisting: {}\n",
-        ["3:1: $: YAML syntax error: found character '\\t' that cannot start any token (while scanning for the next token)"],
+        ["3:1: $: YAML syntax error: found a tab character where YAML allows only spaces (indent with spaces) (while scanning for the next token)"],
     ),
     (
         "json_syntax",
@@ -57,7 +57,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "control_character",
         "name: shop\nstart_urls: [a\x81b]\n",
-        ["2:15: $: YAML syntax error: unacceptable character #x0081: special characters are not allowed"],
+        ["2:15: $: character U+0081 (a control character) is not allowed"],
     ),
     ("not_a_mapping", "- a\n- b\n", ["1:1: $: must be a mapping, not a list"]),
     (
@@ -180,7 +180,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "bad_regex",
         GOOD.replace("name: h1::text", "name: {css: h1, re: '(\\d+'}"),
-        ["17:31: $.phases.detail.nodes[0].fields.name.re: invalid regular expression '(\\\\d+': missing ), unterminated subpattern at position 0"],
+        ["17:31: $.phases.detail.nodes[0].fields.name.re: invalid regular expression '(\\\\d+': missing ): (\\d+"],
     ),
     (
         "regex_group_out_of_range",
@@ -190,7 +190,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "bad_allow_regex",
         GOOD.replace("        marker: product\n", "        marker: product\n        allow: ['/p/', '[']\n"),
-        ["10:24: $.phases.listing.nodes[0].allow[1]: invalid regular expression '[': unterminated character set at position 0"],
+        ["10:24: $.phases.listing.nodes[0].allow[1]: invalid regular expression '[': missing ]: ["],
     ),
     (
         "bad_jmespath",
@@ -233,7 +233,7 @@ CASES: list[tuple[str, str, list[str]]] = [
     (
         "script_code_text_refused",
         GOOD.replace("      - type: extract\n", "      - type: script\n        callable: \"__import__('os').system('x')\"\n      - type: extract\n"),
-        ["15:19: $.phases.detail.nodes[0].callable: \"__import__('os').system('x')\" does not match the pattern '^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$'"],
+        ["15:19: $.phases.detail.nodes[0].callable: \"__import__('os').system('x')\" does not match the pattern '^([A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*|[A-Za-z0-9][A-Za-z0-9_.-]*)$'"],
     ),
     (
         "paginate_never_stops",
@@ -241,7 +241,7 @@ CASES: list[tuple[str, str, list[str]]] = [
             "        marker: product\n",
             "        marker: product\n      - type: paginate\n        url: /p?page={page}\n        marker: product\n",
         ),
-        ["10:9: $.phases.listing.nodes[1]: paginate needs 'stop_when' or 'max_pages' (or both), or it never stops"],
+        ["10:9: $.phases.listing.nodes[1]: paginate needs a stop condition (stop_when, stop_when_empty, stop_when_no_new) or max_pages (or several), or it never stops"],
     ),
     (
         "paginate_url_without_placeholder",
@@ -265,7 +265,30 @@ CASES: list[tuple[str, str, list[str]]] = [
             "8:14: $.phases.listing.nodes[0].css: invalid CSS selector 'a..product': Expected ident, got <DELIM '.' at 2>",
             "11:31: $.phases.listing.transitions[0].to: unknown phase 'nowhere'; phases: listing, detail",
             "12:3: $.phases.detail: phase 'detail' is unreachable: no start URL, transition or form leads to it",
-            "17:31: $.phases.detail.nodes[0].fields.name.re: invalid regular expression '(': missing ), unterminated subpattern at position 0",
+            "17:31: $.phases.detail.nodes[0].fields.name.re: invalid regular expression '(': missing ): (",
+        ],
+    ),
+    (
+        # The README's example: schema and semantic problems in one report.
+        "schema_and_semantic_problems_together",
+        GOOD.replace("        marker: product\n", "        marker: product\n        limt: 3\n", 1)
+        .replace("to: detail}", "to: details}").replace("name: h1::text", "name: {css: h1, re: '('}"),
+        [
+            "10:9: $.phases.listing.nodes[0].limt: unknown key 'limt'; did you mean 'limit'?",
+            "12:31: $.phases.listing.transitions[0].to: unknown phase 'details'; phases: listing, detail",
+            "13:3: $.phases.detail: phase 'detail' is unreachable: no start URL, transition or form leads to it",
+            "18:31: $.phases.detail.nodes[0].fields.name.re: invalid regular expression '(': missing ): (",
+        ],
+    ),
+    (
+        # A node the schema refuses is left out of the semantic checks, with what
+        # only follows from its absence; the rest is checked.
+        "broken_node_and_semantic_problem",
+        GOOD.replace("type: extract_links", "type: extract_link").replace("name: h1::text", "name: {css: 'h1[', many: true}"),
+        [
+            "7:15: $.phases.listing.nodes[0].type: must be one of 'extract_links', 'extract', 'paginate', 'form', 'script';"
+            " got 'extract_link'",
+            "17:23: $.phases.detail.nodes[0].fields.name.css: invalid CSS selector 'h1[': Expected ident or '*', got <EOF at 3>",
         ],
     ),
 ]
@@ -283,7 +306,7 @@ def test_case_count() -> None:
 def test_json_document_positions() -> None:
     text = '{\n  "name": "shop",\n  "start_urls": ["http://x.test/"],\n  "phases": {\n    "a": {"nodes": [{"type": "extract", "item": "x", "fields": {"f": "h1"}, "bogus": 1}]}\n  }\n}\n'
     assert problems(text, "wf.json") == [
-        "5:77: $.phases.a.nodes[0].bogus: unknown key 'bogus'; allowed: fields, item, name, rows, when_marker"
+        "5:77: $.phases.a.nodes[0].bogus: unknown key 'bogus'; allowed: fields, item, json_from, name, rows, when_marker"
     ]
 
 

@@ -11,46 +11,55 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from scrapy.settings import BaseSettings
+from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 from scrapy.utils.misc import load_object
 
+from wfcrawl.distributed.setup import install_redis_scheduler
 from wfcrawl.render.setup import install_rendering
-from wfcrawl.scheduler.setup import install_redis_scheduler
 from wfcrawl.settings.defaults import (
+    CONSOLE_DEFAULTS,
     DEFAULTS,
     FAST_PROFILE,
     FAST_PROFILE_DISABLED,
     FAST_PROFILE_REPLACED,
     SAFE_DEFAULTS,
 )
+from wfcrawl.settings.table import environment_settings, read
+from wfcrawl.utils import logfilters
+from wfcrawl.utils.publicsuffix import use_bundled_suffix_list
+
+LOGSTATS = "scrapy.extensions.logstats.LogStats"
 
 #: (setting, component class path), order: what the add-on plugs into Scrapy.
 COMPONENTS: tuple[tuple[tuple[str, str], int], ...] = (
-    (("EXTENSIONS", "wfcrawl.extensions.summary.CrawlSummary"), 900),
-    (("EXTENSIONS", "wfcrawl.extensions.statsfile.StatsFile"), 910),
+    # The outcome (wfcrawl.outcome): decided once at close, read by the components below.
+    (("EXTENSIONS", "wfcrawl.observability.outcome.OutcomeMonitor"), 700),
+    (("EXTENSIONS", "wfcrawl.observability.summary.CrawlSummary"), 900),
+    (("EXTENSIONS", "wfcrawl.observability.statsfile.StatsFile"), 910),
     # SSRF guard (docs/launching.md): NotConfigured unless WFCRAWL_SSRF_GUARD_ENABLED
     # (launchers set it). First of all: it must not depend on a workflow's allowed_domains.
     (("DOWNLOADER_MIDDLEWARES", "wfcrawl.middlewares.ssrf.SSRFGuardMiddleware"), 10),
+    # Per-slot concurrency that Scrapy 2.14+ does not enforce with the asyncio
+    # reactor: last of all, right before the download.
+    (("DOWNLOADER_MIDDLEWARES", "wfcrawl.middlewares.concurrency.SlotConcurrencyMiddleware"), 1000),
     # Storage (docs/storage.md): each is NotConfigured until DATABASE_URL / GCS_BUCKET is set.
+    # The tracker of what they made durable, which the Redis broker waits for (always on, cheap).
+    (("EXTENSIONS", "wfcrawl.durability.DurabilityTracker"), 0),
     (("ITEM_PIPELINES", "wfcrawl.pipelines.validation.ItemValidationPipeline"), 100),
     (("ITEM_PIPELINES", "wfcrawl.pipelines.postgres.PostgresPipeline"), 500),
     (("ITEM_PIPELINES", "wfcrawl.pipelines.gcs.GcsPipeline"), 510),
-    (("EXTENSIONS", "wfcrawl.extensions.executions.ExecutionRecorder"), 920),
+    (("EXTENSIONS", "wfcrawl.observability.executions.ExecutionRecorder"), 920),
     # Operations (docs/operations.md): metrics are NotConfigured without a port or
     # Pushgateway, webhooks without receivers.
-    (("EXTENSIONS", "wfcrawl.extensions.progress.PhaseStats"), 800),
-    (("EXTENSIONS", "wfcrawl.extensions.progress.CrawlProgress"), 810),
-    (("EXTENSIONS", "wfcrawl.extensions.metrics.PrometheusMetrics"), 820),
-    (("EXTENSIONS", "wfcrawl.extensions.webhooks.Webhooks"), 830),
+    (("EXTENSIONS", "wfcrawl.observability.progress.PhaseStats"), 800),
+    (("EXTENSIONS", "wfcrawl.observability.progress.CrawlProgress"), 810),
+    (("EXTENSIONS", "wfcrawl.observability.metrics.PrometheusMetrics"), 820),
+    (("EXTENSIONS", "wfcrawl.observability.webhooks.Webhooks"), 830),
 )
 
-#: Environment variables read into settings of the same name.
-ENVIRONMENT_SETTINGS: tuple[str, ...] = (
-    "DATABASE_URL", "GCS_BUCKET", "REDIS_URL",
-    "WFCRAWL_METRICS_PORT", "WFCRAWL_METRICS_PUSHGATEWAY", "WFCRAWL_WEBHOOKS_SECRET",
-    # Launcher secrets (docs/launching.md): kept out of command lines and images.
-    "WFCRAWL_API_KEYS", "WFCRAWL_PUSH_SECRET",
-)
+#: Environment variables read into settings of the same name: service addresses,
+#: and secrets kept out of command lines and images (``environment=True`` in the table).
+ENVIRONMENT_SETTINGS: tuple[str, ...] = environment_settings()
 
 
 def _replace_component(settings: BaseSettings, setting: str, path: str, replacement: str) -> None:
@@ -86,8 +95,16 @@ class WfcrawlAddon:
                 # Environment beats settings files, the command line beats both.
                 settings.set(name, os.environ[name], priority="project")
         for name, value in SAFE_DEFAULTS.items():
+            # Always: whatever the project, a spider or the command line set.
+            settings.set(name, value, priority=max(settings.getpriority(name) or 0, SETTINGS_PRIORITIES["project"]))
+        for name, value in CONSOLE_DEFAULTS.items():
             settings.set(name, value, priority="addon")
-        if settings.getbool("WFCRAWL_FAST_PROFILE"):
+        if read(settings, "WFCRAWL_PROGRESS_ENABLED"):
+            # wfcrawl's progress line replaces Scrapy's "Crawled N pages" line.
+            settings.setdefault_in_component_priority_dict("EXTENSIONS", load_object(LOGSTATS), None)
+        use_bundled_suffix_list()
+        logfilters.install()
+        if read(settings, "WFCRAWL_FAST_PROFILE"):
             for name, value in FAST_PROFILE.items():
                 settings.set(name, value, priority="addon")
             for setting, path in FAST_PROFILE_DISABLED:
@@ -104,7 +121,7 @@ class WfcrawlAddon:
         if settings.getpriority("STATS_CLASS") == 0:  # Scrapy's default: not the project's choice
             # Scrapy's MemoryStatsCollector that also records which stats are
             # counters, for the Prometheus export (docs/operations.md).
-            settings.set("STATS_CLASS", "wfcrawl.extensions.statsmetrics.MetricsStatsCollector", priority="addon")
+            settings.set("STATS_CLASS", "wfcrawl.observability.statscollector.MetricsStatsCollector", priority="addon")
         # Last: it reads the concurrency set above and by the workflow. Only when
         # a workflow renders (or WFCRAWL_RENDER_ENABLED) is scrapy-playwright used.
         install_rendering(settings)

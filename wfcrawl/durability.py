@@ -12,22 +12,25 @@ which of those are still not durable (:meth:`StoreProgress.settle`). A
 *watermark* is every store's accepted number at one moment; it is durable once
 every store made everything up to that number durable. The Redis broker takes
 a watermark when the engine is done with a request and releases the lease when
-the watermark is durable (:mod:`wfcrawl.scheduler.broker`).
+the watermark is durable (:mod:`wfcrawl.distributed.broker`).
 
-There is one tracker per crawler, created by the first store that registers and
-found from the crawler; without stores nobody creates one. Everything runs on
-the reactor thread (the pipelines' completion callbacks do too): no locks.
+The tracker is an extension (the add-on enables it): the stores and the broker
+find it the Scrapy way, ``crawler.get_extension(DurabilityTracker)``
+(:meth:`DurabilityTracker.of`). Without stores it holds nothing and nothing
+waits. Everything runs on the reactor thread (the pipelines' completion
+callbacks do too): no locks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
 
 #: One accepted number per registered store, in registration order.
 Watermark = tuple[int, ...]
-
-_ATTRIBUTE = "_wfcrawl_durability"
 
 
 class StoreProgress:
@@ -65,26 +68,20 @@ class StoreProgress:
 
 
 class DurabilityTracker:
-    """The stores of one crawl and their progress; see the module docstring."""
+    """The stores of one crawl and their progress (an extension); see the module docstring."""
 
     def __init__(self) -> None:
         self.stores: list[StoreProgress] = []
         self._flushed: Watermark = ()
 
     @classmethod
-    def of(cls, crawler: Any) -> DurabilityTracker:
-        """The crawler's tracker, created on first use (by a store registering)."""
-        tracker = cls.find(crawler)
-        if tracker is None:
-            tracker = cls()
-            setattr(crawler, _ATTRIBUTE, tracker)
-        return tracker
-
-    @staticmethod
-    def find(crawler: Any) -> DurabilityTracker | None:
-        """The crawler's tracker if a store created one, else ``None``."""
-        tracker = getattr(crawler, _ATTRIBUTE, None)
-        return tracker if isinstance(tracker, DurabilityTracker) else None
+    def of(cls, crawler: Crawler) -> DurabilityTracker | None:
+        """The crawl's tracker; ``None`` when the extension is off, or before the
+        crawler built its extensions (a component used outside a crawl)."""
+        try:
+            return crawler.get_extension(cls)
+        except RuntimeError:  # "can only be called after the extension manager has been created"
+            return None
 
     def register(self, name: str, flush: Callable[[], None]) -> StoreProgress:
         """A store joins; ``flush()`` must start writing everything it buffers (not wait for it)."""

@@ -46,3 +46,21 @@ class WorkflowError(WfcrawlError):
 
 class ConfigurationError(WfcrawlError):
     """A setting or environment variable is wrong; the crawl must not start."""
+
+
+class DatabaseUnreachableError(ConfigurationError):
+    """A database could not be connected to (the message says which and why). At a
+    crawl's start it stops the crawl like any misconfiguration; a tool that waits for
+    the database to come back (``wfcrawl spill load``) retries it."""
+
+
+class RetryAbortedError(WfcrawlError):
+    """A retried operation was given up on before it succeeded: its abort event was set
+    (a store's ``WFCRAWL_STORAGE_CLOSE_TIMEOUT`` expired, a closing crawl stopped waiting).
+    What it carried is spilled or handed back by its owner, never dropped."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): for log lines."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -92,6 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
         kind = "text/plain" if self.path.endswith(".txt") or status == 404 else "text/html; charset=utf-8"
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
+        if self.path == "/":  # as real shops do: the crawl handles cookies (and their domains) too
+            self.send_header("Set-Cookie", "session=demo; Path=/")
         self.end_headers()
         self.wfile.write(body)
 

@@ -2,5 +2,5 @@
 listener, and the shared launch path they all use (:mod:`wfcrawl.launcher.launch`).
 
 See docs/launching.md. Nothing is imported here: the spider imports
-:mod:`wfcrawl.launcher.bundled`, and must not pay for the services.
+:mod:`wfcrawl.workflow.bundled`, and must not pay for the services.
 """

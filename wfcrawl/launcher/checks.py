@@ -8,6 +8,7 @@ and by the API's validate/register endpoints.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,11 +20,16 @@ import yaml
 from wfcrawl.exceptions import Problem, WfcrawlError, WorkflowError
 from wfcrawl.launcher.config import LauncherConfig
 from wfcrawl.launcher.registry import WorkflowRegistry
-from wfcrawl.middlewares.ssrf import Refusal, url_port
+from wfcrawl.security.ssrf import Refusal, url_port
+from wfcrawl.security.webhooks import webhook_problems
 from wfcrawl.workflow import Plan, load_text
+from wfcrawl.workflow.limits import describe_char
 
-#: Caller-chosen execution ids: they name a directory and appear in URLs.
-EXECUTION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: Caller-chosen execution ids: they name a directory and appear in URLs
+#: (``\Z``: ``$`` would let an id end in a newline).
+EXECUTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+#: Distinct start URL hosts resolved before a launch (the crawl's guard checks every one).
+MAX_PREFLIGHT_HOSTS = 20
 #: Seconds a busy launcher asks callers to wait before trying again.
 BUSY_RETRY_AFTER = 10
 
@@ -35,6 +41,10 @@ class LaunchRejectedError(WfcrawlError):
         self.message = message
         self.problems = list(problems)
         super().__init__("\n".join([message, *self.problems]))
+
+
+class LaunchConflictError(LaunchRejectedError):
+    """The launch key (Idempotency-Key, execution id) names an execution of another request."""
 
 
 class LauncherBusyError(WfcrawlError):
@@ -79,6 +89,10 @@ class RequestChecker:
         except yaml.YAMLError as exc:
             # PyYAML refuses some characters before parsing starts (found by fuzzing the API).
             raise WorkflowError([Problem(name, 1, 1, "$", f"YAML error: {exc}", "parse")]) from None
+        problems = webhook_problems(plan, default_secret=self.config.webhooks_secret, environ=os.environ,
+                                    allowed_env=self.config.allowed_env)
+        if problems:
+            raise WorkflowError(problems)
         secrets = sorted(set(plan.env_names) - self.config.allowed_env)
         if secrets:
             # A form node would send these values to the document author's site.
@@ -90,32 +104,35 @@ class RequestChecker:
 
     def check(self, request: LaunchRequest) -> tuple[Plan, str]:
         """Validate an untrusted request: (plan, document text) or :class:`LaunchRejectedError`."""
+        _check_unicode(request)
         text = self._document(request)
-        if request.execution_id is not None and not EXECUTION_ID.match(request.execution_id):
-            raise LaunchRejectedError("execution_id must be 1-64 letters, digits, '_' or '-' (not first)")
-        if request.base_url is not None:
-            parts = urlsplit(request.base_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname or len(request.base_url) > 2048:
-                raise LaunchRejectedError("base_url must be an absolute http(s) URL (at most 2048 characters)")
+        _check_arguments(request)
         try:
             plan = self.validate(text, name=f"<{request.origin}>", base_url=request.base_url)
         except WorkflowError as exc:
             raise LaunchRejectedError("invalid workflow", [str(p) for p in exc.problems]) from None
-        refused = []
-        hosts: dict[tuple[str, int], Refusal | None] = {}  # resolve each host once
-        policy = self.config.policy
-        for start in plan.start_urls:
-            refusal, host = policy.static_refusal(start.url)
-            if refusal is None and host is not None:
-                key = (host, url_port(start.url))
-                if key not in hosts:
-                    hosts[key] = policy.host_refusal(*key)
-                refusal = hosts[key]
-            if refusal is not None:
-                refused.append(f"start URL {start.url} refused by the SSRF guard: {refusal.message}")
-        if refused:
-            raise LaunchRejectedError("start URLs refused", refused)
+        self._check_addresses(plan)
         return plan, text
+
+    def _check_addresses(self, plan: Plan) -> None:
+        """The webhook and start URLs through the SSRF policy (each host resolved once)."""
+        refused = []
+        hosts: dict[tuple[str, int], Refusal | None] = {}
+        policy = self.config.policy
+        # Webhooks first: each is resolved (the crawl checks again when it sends).
+        urls = [("webhook URL", h.url) for h in plan.webhooks] + [("start URL", s.url) for s in plan.start_urls]
+        for what, url in urls:
+            refusal, host = policy.static_refusal(url)
+            if refusal is None and host is not None:
+                key = (host, url_port(url))
+                if key not in hosts and len(hosts) < MAX_PREFLIGHT_HOSTS:
+                    hosts[key] = policy.host_refusal(*key)
+                refusal = hosts.get(key)
+            if refusal is not None:
+                refused.append(f"{what} {url} refused by the SSRF guard: {refusal.message}")
+        if refused:
+            only_starts = all(line.startswith("start URL ") for line in refused)
+            raise LaunchRejectedError("start URLs refused" if only_starts else "URLs refused by the SSRF guard", refused)
 
     def _document(self, request: LaunchRequest) -> str:
         # Both given (the scheduler passes a registered workflow's text): the text
@@ -128,3 +145,40 @@ class RequestChecker:
         if found is None:
             raise LaunchRejectedError(f"no registered workflow named {request.workflow!r}")
         return found
+
+
+def _check_arguments(request: LaunchRequest) -> None:
+    """The execution id and base URL a caller gave are well formed."""
+    if request.execution_id is not None and not EXECUTION_ID.match(request.execution_id):
+        raise LaunchRejectedError("execution_id must be 1-64 letters, digits, '_' or '-' (not first)")
+    if request.base_url is not None:
+        try:
+            parts = urlsplit(request.base_url)
+            scheme, hostname = parts.scheme, parts.hostname
+        except ValueError:  # "https://[::1"
+            scheme, hostname = "", None
+        if scheme not in ("http", "https") or not hostname or len(request.base_url) > 2048:
+            raise LaunchRejectedError("base_url must be an absolute http(s) URL (at most 2048 characters)")
+
+
+def _check_unicode(request: LaunchRequest) -> None:
+    """Every string of the request is valid Unicode (a JSON ``"\\ud800"`` is not):
+    the document's own characters are located by its loader; the others here."""
+    fields: list[tuple[str, Any]] = [
+        ("workflow", request.workflow), ("base_url", request.base_url), ("execution_id", request.execution_id),
+        ("launch key", request.launch_key), ("params", request.params),
+    ]
+    while fields:
+        name, value = fields.pop()
+        if isinstance(value, dict):
+            fields.extend((f"{name}.{k}", v) for k, v in value.items())
+            fields.extend((f"{name} key {k!r}", k) for k in value)
+        elif isinstance(value, list):
+            fields.extend((f"{name}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise LaunchRejectedError(
+                    f"{name} is not valid Unicode: {describe_char(value[exc.start])} at offset {exc.start}"
+                ) from None

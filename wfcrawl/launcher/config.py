@@ -7,19 +7,25 @@ project settings, the add-on's defaults and environment variables, then
 
 from __future__ import annotations
 
-import json
 import logging
+import sqlite3
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scrapy.settings import BaseSettings, Settings
+from scrapy.utils.conf import arglist_to_dict
 
+from wfcrawl.addon import WfcrawlAddon
 from wfcrawl.exceptions import ConfigurationError
-from wfcrawl.middlewares.ssrf import AddressPolicy
+from wfcrawl.launcher.registry import DirectoryWorkflowRegistry, PostgresWorkflowRegistry
+from wfcrawl.security.ssrf import AddressPolicy
+from wfcrawl.settings.table import Config, read, setting
 from wfcrawl.storage.executions import ExecutionStore, MemoryExecutionStore
-from wfcrawl.workflow.source import MAX_DOCUMENT_BYTES
+from wfcrawl.storage.postgres.executions import store_from_settings
+from wfcrawl.storage.sqlite.executions import SQLiteExecutionStore
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +37,6 @@ def launcher_settings(overrides: dict[str, Any] | None = None) -> Settings:
     from scrapy.utils.conf import closest_scrapy_cfg
     from scrapy.utils.project import get_project_settings
 
-    from wfcrawl.addon import WfcrawlAddon
-
     if "SCRAPY_SETTINGS_MODULE" in os.environ or closest_scrapy_cfg():
         settings = get_project_settings()  # inside a Scrapy project: its settings
     else:
@@ -43,87 +47,107 @@ def launcher_settings(overrides: dict[str, Any] | None = None) -> Settings:
     return settings
 
 
-def getlist_json(settings: BaseSettings, name: str) -> list[str]:
-    """A list setting that may also be given as a JSON array (arguments contain commas)."""
-    value = settings.get(name)
-    if isinstance(value, str) and value.strip().startswith("["):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"{name}: invalid JSON array: {exc}") from None
-        return [str(v) for v in parsed]
-    return [v for v in settings.getlist(name) if v != ""]
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """The ``-s NAME=VALUE`` options of the ``wfcrawl`` commands, parsed as Scrapy's are."""
+    try:
+        return arglist_to_dict(list(pairs))
+    except ValueError:
+        bad = next(pair for pair in pairs if "=" not in pair)
+        raise ConfigurationError(f"-s takes NAME=VALUE, not {bad!r}") from None
+
+
+def _workdir(value: str) -> Path:
+    return Path(value or Path(tempfile.gettempdir()) / "wfcrawl-launcher")
 
 
 @dataclass(frozen=True)
-class LauncherConfig:
-    workdir: Path
-    max_crawls: int
-    max_document_bytes: int
-    crawl_args: tuple[str, ...]
-    crawl_timeout: float
-    kill_timeout: float
-    poll_interval: float
-    log_tail_lines: int
-    forward_logs: bool
-    keep_files: bool
-    script_modules: tuple[str, ...]
-    allowed_env: frozenset[str]
-    allowed_networks: tuple[str, ...]
-    policy: AddressPolicy
+class LauncherConfig(Config):
+    workdir: Path = setting("WFCRAWL_LAUNCHER_WORKDIR", _workdir)
+    max_crawls: int = setting("WFCRAWL_LAUNCHER_MAX_CRAWLS")
+    max_document_bytes: int = setting("WFCRAWL_LAUNCHER_MAX_DOCUMENT_BYTES")
+    crawl_args: tuple[str, ...] = setting("WFCRAWL_LAUNCHER_CRAWL_ARGS")
+    crawl_timeout: float = setting("WFCRAWL_LAUNCHER_CRAWL_TIMEOUT")
+    kill_timeout: float = setting("WFCRAWL_LAUNCHER_KILL_TIMEOUT")
+    poll_interval: float = setting("WFCRAWL_LAUNCHER_POLL_INTERVAL")
+    log_tail_lines: int = setting("WFCRAWL_LAUNCHER_LOG_TAIL_LINES")
+    forward_logs: bool = setting("WFCRAWL_LAUNCHER_FORWARD_LOGS")
+    keep_files: bool = setting("WFCRAWL_LAUNCHER_KEEP_FILES")
+    #: Untrusted documents: an empty allowlist means no script module at all.
+    script_modules: tuple[str, ...] = setting("WFCRAWL_SCRIPT_MODULES")
+    allowed_env: frozenset[str] = setting("WFCRAWL_LAUNCHER_ALLOWED_ENV", frozenset)
+    allowed_networks: tuple[str, ...] = setting("WFCRAWL_SSRF_ALLOWED_NETWORKS")
+    #: WFCRAWL_WEBHOOKS_SECRET is set: webhooks without secret_env can sign.
+    webhooks_secret: bool = setting("WFCRAWL_WEBHOOKS_SECRET", bool)
+    #: Where crawls with no store of their own write their items (None: they have one).
+    items_dir: Path | None = None
+    policy: AddressPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        # A bad network fails here, at start.
+        object.__setattr__(self, "policy", AddressPolicy.from_list(self.allowed_networks))
 
     @classmethod
-    def from_settings(cls, settings: BaseSettings) -> LauncherConfig:
-        max_bytes = settings.getint("WFCRAWL_LAUNCHER_MAX_DOCUMENT_BYTES")
-        if not 0 < max_bytes <= MAX_DOCUMENT_BYTES:
-            raise ConfigurationError(
-                f"WFCRAWL_LAUNCHER_MAX_DOCUMENT_BYTES must be between 1 and {MAX_DOCUMENT_BYTES}"
-            )
-        if settings.getint("WFCRAWL_LAUNCHER_MAX_CRAWLS") < 1:
-            raise ConfigurationError("WFCRAWL_LAUNCHER_MAX_CRAWLS must be at least 1")
-        networks = tuple(getlist_json(settings, "WFCRAWL_SSRF_ALLOWED_NETWORKS"))
-        workdir = settings.get("WFCRAWL_LAUNCHER_WORKDIR") or str(Path(tempfile.gettempdir()) / "wfcrawl-launcher")
-        return cls(
-            workdir=Path(workdir),
-            max_crawls=settings.getint("WFCRAWL_LAUNCHER_MAX_CRAWLS"),
-            max_document_bytes=max_bytes,
-            crawl_args=tuple(getlist_json(settings, "WFCRAWL_LAUNCHER_CRAWL_ARGS")),
-            crawl_timeout=settings.getfloat("WFCRAWL_LAUNCHER_CRAWL_TIMEOUT"),
-            kill_timeout=settings.getfloat("WFCRAWL_LAUNCHER_KILL_TIMEOUT"),
-            poll_interval=settings.getfloat("WFCRAWL_LAUNCHER_POLL_INTERVAL"),
-            log_tail_lines=settings.getint("WFCRAWL_LAUNCHER_LOG_TAIL_LINES"),
-            forward_logs=settings.getbool("WFCRAWL_LAUNCHER_FORWARD_LOGS"),
-            keep_files=settings.getbool("WFCRAWL_LAUNCHER_KEEP_FILES"),
-            # Untrusted documents: an empty allowlist means no script module at all.
-            script_modules=tuple(getlist_json(settings, "WFCRAWL_SCRIPT_MODULES")),
-            allowed_env=frozenset(getlist_json(settings, "WFCRAWL_LAUNCHER_ALLOWED_ENV")),
-            allowed_networks=networks,
-            policy=AddressPolicy.from_list(networks),  # a bad network fails here, at start
+    def from_settings(cls, settings: BaseSettings, **values: Any) -> LauncherConfig:
+        if "items_dir" not in values:
+            values["items_dir"] = default_items_dir(settings)
+        return super().from_settings(settings, **values)
+
+
+def item_stores(settings: BaseSettings) -> list[str]:
+    """What the crawls of these settings store their items in (their environment and
+    project settings, plus ``WFCRAWL_LAUNCHER_CRAWL_ARGS``)."""
+    stores = []
+    if read(settings, "DATABASE_URL") and read(settings, "WFCRAWL_POSTGRES_ENABLED"):
+        stores.append("DATABASE_URL")
+    if read(settings, "GCS_BUCKET") and read(settings, "WFCRAWL_GCS_ENABLED"):
+        stores.append("GCS_BUCKET")
+    args = read(settings, "WFCRAWL_LAUNCHER_CRAWL_ARGS")
+    if settings.getdict("FEEDS") or any(a in ("-o", "-O", "--output", "--overwrite-output") or a.startswith("FEEDS=")
+                                       for a in args):
+        stores.append("FEEDS")
+    return stores
+
+
+def default_items_dir(settings: BaseSettings) -> Path | None:
+    """The directory of the default item sink, when launched crawls have no store; a
+    launcher whose crawls would store their items nowhere refuses to start."""
+    if item_stores(settings):
+        return None
+    items_dir = read(settings, "WFCRAWL_LAUNCHER_ITEMS_DIR")
+    if not items_dir:
+        raise ConfigurationError(
+            "launched crawls would store their items nowhere: set DATABASE_URL or GCS_BUCKET (or FEEDS, or -o in "
+            "WFCRAWL_LAUNCHER_CRAWL_ARGS), or WFCRAWL_LAUNCHER_ITEMS_DIR for JSON-lines files"
         )
+    return Path(items_dir).resolve()
 
 
 def open_store(settings: BaseSettings) -> ExecutionStore:
-    """PostgreSQL when ``DATABASE_URL`` is set (checked now); else memory, with a warning."""
-    if settings.get("DATABASE_URL"):
-        from wfcrawl.storage.postgres import store_from_settings
-
+    """PostgreSQL when ``DATABASE_URL`` is set (checked now); else the SQLite file
+    ``WFCRAWL_SQLITE_PATH``; with that empty too, this process's memory (with a warning)."""
+    if read(settings, "DATABASE_URL"):
         store = store_from_settings(settings)
         assert store is not None
         store.ensure_schema()  # an unreachable database is an error at start
         return store
+    path = read(settings, "WFCRAWL_SQLITE_PATH")
+    if path:
+        try:
+            sqlite_store = SQLiteExecutionStore(path)
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"cannot open the SQLite database {path} (WFCRAWL_SQLITE_PATH): {exc}") from None
+        logger.info("DATABASE_URL is not set: executions are kept in %s (this machine only)", path)
+        return sqlite_store
     logger.warning(
-        "DATABASE_URL is not set: executions are kept in this process's memory (lost at exit, "
-        "not shared between instances: launches are idempotent only within this process)"
+        "Neither DATABASE_URL nor WFCRAWL_SQLITE_PATH is set: executions are kept in this process's memory "
+        "(lost at exit, not shared between instances: launches are idempotent only within this process)"
     )
     return MemoryExecutionStore()
 
 
 def open_registry(settings: BaseSettings) -> Any:
     """The workflow registry: PostgreSQL with ``DATABASE_URL``, else a directory."""
-    from wfcrawl.launcher.registry import DirectoryWorkflowRegistry, PostgresWorkflowRegistry
-
-    if settings.get("DATABASE_URL"):
-        return PostgresWorkflowRegistry(
-            settings["DATABASE_URL"], schema=settings.get("WFCRAWL_POSTGRES_SCHEMA") or "wfcrawl",
-        )
-    return DirectoryWorkflowRegistry(settings.get("WFCRAWL_LAUNCHER_WORKFLOWS_DIR"))
+    dsn = read(settings, "DATABASE_URL")
+    if dsn:
+        return PostgresWorkflowRegistry(dsn, schema=read(settings, "WFCRAWL_POSTGRES_SCHEMA"))
+    return DirectoryWorkflowRegistry(read(settings, "WFCRAWL_LAUNCHER_WORKFLOWS_DIR"))

@@ -16,38 +16,55 @@ all call :meth:`Launcher.launch`:
    one crawl.
 3. **run** ``python -m scrapy crawl workflow -a workflow=FILE -a execution_id=ID``
    as a child process, with the SSRF guard on and ``WFCRAWL_STATS_FILE`` set.
-4. **record** exit status, stats and the log's last lines on the execution.
+   While it runs, the crawl rewrites its stats file every
+   ``WFCRAWL_STATS_FILE_INTERVAL`` seconds: the launcher samples pages and items
+   from it (``wfcrawl/launcher/samples``, the dashboard's pages/s chart) and,
+   when the crawl does not record itself (no PostgreSQL), keeps the execution's
+   stats current with it.
+4. **record** the outcome (:func:`wfcrawl.outcome.decide` from the crawl's final
+   stats, the workflow's expectations and how it ended: a time-out, a cancel, a
+   kill), stats and the log's last lines on the execution
+   (:mod:`wfcrawl.launcher.record`).
+
+Items go where the crawl's settings say (PostgreSQL, GCS, feeds); when they say
+nowhere, to the default sink: ``WFCRAWL_LAUNCHER_ITEMS_DIR/<execution id>.jsonl``,
+named on the execution (``params.items_file``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from scrapy.utils.conf import closest_scrapy_cfg
 
 from wfcrawl.launcher.checks import (
     BUSY_RETRY_AFTER,
     EXECUTION_ID,
+    LaunchConflictError,
     LauncherBusyError,
     LaunchRejectedError,
     LaunchRequest,
     RequestChecker,
 )
 from wfcrawl.launcher.config import LauncherConfig
+from wfcrawl.launcher.documents import archive, archived
+from wfcrawl.launcher.keys import execution_id_for, request_digest, same_request
 from wfcrawl.launcher.process import CrawlChild
+from wfcrawl.launcher.record import cancel_execution, now, record_end, record_start_failure
 from wfcrawl.launcher.registry import WorkflowRegistry
+from wfcrawl.launcher.samples import Sampler
 from wfcrawl.storage.executions import FINAL_STATUSES, Execution, ExecutionStore
+from wfcrawl.storage.postgres.executions import PostgresExecutionStore
 from wfcrawl.workflow import Plan
+from wfcrawl.workflow.plan import Expectations
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +76,10 @@ MAX_ATTEMPTS = 100
 class _Running:
     execution_id: str
     child: CrawlChild
-    directory: Any
+    directory: Path
+    expect: Expectations
+    sampler: Sampler
     done: threading.Event = field(default_factory=threading.Event)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Launcher(RequestChecker):
@@ -82,22 +97,37 @@ class Launcher(RequestChecker):
         self._running: dict[str, _Running] = {}
         self._reserved = 0
         self._stopping = False
+        # A crawl with PostgreSQL records its own stats (the sum of a fleet's): left to it.
+        self._live_stats = not isinstance(store, PostgresExecutionStore)
 
     # ------------------------------------------------------------ launch
 
     def launch(self, request: LaunchRequest, *, retry_failed: bool = False) -> tuple[Execution, bool]:
-        """Check, create (idempotently) and start; (execution, started)."""
+        """Check, create (idempotently) and start; (execution, started).
+
+        The same launch key (Idempotency-Key, message id, execution id) with
+        another request is a :class:`LaunchConflictError`; with the same request
+        it finds the execution it started, even while every slot is busy.
+        """
         plan, text = self.check(request)
+        digest = request_digest(request)
+        base_key = request.launch_key or (f"id:{request.execution_id}" if request.execution_id else None)
         with self._lock:
-            if self._stopping or len(self._running) + self._reserved >= self.config.max_crawls:
-                raise LauncherBusyError(f"{self.config.max_crawls} crawls are running")
-            self._reserved += 1
+            busy = self._stopping or len(self._running) + self._reserved >= self.config.max_crawls
+            if not busy:
+                self._reserved += 1
+        if busy:
+            existing = self._existing(request, base_key, digest, retry_failed)
+            if existing is not None:
+                return existing, False
+            raise LauncherBusyError(f"{self.config.max_crawls} crawls are running")
         try:
-            base_key = request.launch_key or (f"id:{request.execution_id}" if request.execution_id else None)
             for attempt in range(1, MAX_ATTEMPTS + 1):
-                execution, created = self.store.create(self._execution(request, plan, base_key, attempt))
+                execution, created = self.store.create(self._execution(request, plan, base_key, attempt, digest,
+                                                                       text))
                 if created:
-                    return self._start(execution, text, request), True
+                    return self._start(execution, text, request, plan), True
+                same_request(execution, digest)
                 if not (retry_failed and execution.status == "failed"):
                     return execution, False
                 logger.info("Execution %s failed; starting attempt %d", execution.id, attempt + 1)
@@ -106,16 +136,31 @@ class Launcher(RequestChecker):
             with self._lock:
                 self._reserved -= 1
 
-    def _execution(self, request: LaunchRequest, plan: Plan, base_key: str | None, attempt: int) -> Execution:
-        if request.execution_id:
-            execution_id = request.execution_id if attempt == 1 else f"{request.execution_id}-{attempt}"
-        else:
-            execution_id = uuid.uuid4().hex
-        params = {**request.params, "origin": request.origin, "attempt": attempt}
+    def _existing(self, request: LaunchRequest, base_key: str | None, digest: str,
+                  retry_failed: bool) -> Execution | None:
+        """The execution this keyed request started already (None: it would start one)."""
+        if base_key is None:
+            return None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            execution = self.store.get(execution_id_for(request, base_key, attempt))
+            if execution is None:
+                return None
+            same_request(execution, digest)
+            if not (retry_failed and execution.status == "failed"):
+                return execution
+        return None
+
+    def _execution(self, request: LaunchRequest, plan: Plan, base_key: str | None, attempt: int,
+                   digest: str, text: str) -> Execution:
+        execution_id = execution_id_for(request, base_key, attempt)
+        params = {**request.params, "origin": request.origin, "attempt": attempt, "request_digest": digest,
+                  "document_sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}
         if request.workflow:
             params["registered_workflow"] = request.workflow
         if request.base_url:
             params["base_url"] = request.base_url
+        if self.config.items_dir is not None:
+            params["items_file"] = str(self.config.items_dir / f"{execution_id}.jsonl")
         key = None if base_key is None else (base_key if attempt == 1 else f"{base_key}#{attempt}")
         return Execution(id=execution_id, workflow=plan.name, launch_key=key, params=params)
 
@@ -124,41 +169,50 @@ class Launcher(RequestChecker):
                 "-a", f"workflow={workflow_file}", "-a", f"execution_id={execution.id}",
                 "-s", f"WFCRAWL_STATS_FILE={stats_file}", "-s", "WFCRAWL_SSRF_GUARD_ENABLED=True",
                 # The address the connection is made to, checked too (DNS rebinding).
-                "-s", "TWISTED_DNS_RESOLVER=wfcrawl.middlewares.ssrf.GuardedResolver"]
+                "-s", "TWISTED_DNS_RESOLVER=wfcrawl.security.resolvers.GuardedResolver"]
         if base_url:
             argv += ["-a", f"base_url={base_url}"]
         if self.config.allowed_networks:
             argv += ["-s", "WFCRAWL_SSRF_ALLOWED_NETWORKS=" + ",".join(self.config.allowed_networks)]
         if self.config.script_modules:
             argv += ["-s", "WFCRAWL_SCRIPT_MODULES=" + ",".join(self.config.script_modules)]
+        items_file = execution.params.get("items_file")
+        if items_file:  # no store configured: the default sink, never nowhere
+            argv += ["-o", f"{items_file}:jsonlines"]
         return argv + list(self.config.crawl_args)
 
-    def _start(self, execution: Execution, text: str, request: LaunchRequest) -> Execution:
+    def _start(self, execution: Execution, text: str, request: LaunchRequest, plan: Plan) -> Execution:
         directory = self.config.workdir / execution.id
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            if self.config.items_dir is not None:
+                self.config.items_dir.mkdir(parents=True, exist_ok=True)
             workflow_file = directory / "workflow.yaml"  # JSON text is detected by its "{"
             workflow_file.write_text(text, encoding="utf-8")
+            # As it ran, by digest (kept when the execution's directory is removed): a re-run
+            # with the same inputs runs it again (:meth:`document`).
+            archive(self.config.workdir, execution.params.get("document_sha256"), text)
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             if not closest_scrapy_cfg():  # in a Scrapy project the crawl uses its settings
                 env.setdefault("SCRAPY_SETTINGS_MODULE", "wfcrawl.settings")
             argv = self._argv(execution, str(workflow_file), str(directory / "stats.json"), request.base_url)
             child = CrawlChild(execution.id, argv, env=env, cwd=Path.cwd(),
                                log_tail_lines=self.config.log_tail_lines, forward_logs=self.config.forward_logs)
-        except OSError as exc:
-            logger.error("Cannot start the crawl of execution %s: %s", execution.id, exc)
-            failed = self.store.update(execution.id, status="failed", finished_at=_now(),
-                                       finish_reason="launch_failed", error=f"cannot start the crawl: {exc}")
-            return failed or execution
-        running = _Running(execution.id, child, directory)
+        except Exception as exc:  # whatever it is, the execution must not stay queued
+            return record_start_failure(self.store, execution, exc)
+        running = _Running(execution.id, child, directory, plan.expect, Sampler(directory / "stats.json"))
         with self._lock:
             self._running[execution.id] = running
         logger.info("Execution %s (workflow %s, %s) started as pid %d",
                     execution.id, execution.workflow, request.origin, child.pid)
-        started = self.store.update(execution.id, status="running", started_at=_now())
+        started = self.store.update(execution.id, status="running", started_at=now())
         threading.Thread(target=self._monitor, args=(running,), name=f"wfcrawl-monitor-{execution.id}",
                          daemon=True).start()
         return started or execution
+
+    def document(self, execution: Execution) -> str | None:
+        """The document an execution ran, if this machine archived it (None otherwise)."""
+        return archived(self.config.workdir, execution.params.get("document_sha256"))
 
     # ------------------------------------------------------------ monitor
 
@@ -167,13 +221,15 @@ class Launcher(RequestChecker):
         deadline = time.monotonic() + self.config.crawl_timeout if self.config.crawl_timeout > 0 else None
         try:
             while (returncode := child.wait(self.config.poll_interval)) is None:
+                self._sample(running)
                 if child.stop_reason is not None:
                     continue
                 if deadline is not None and time.monotonic() > deadline:
                     child.stop("timeout", self.config.kill_timeout)
                 elif self._cancelled_elsewhere(running.execution_id):
                     child.stop("cancelled", self.config.kill_timeout)
-            self._record(running, returncode)
+            record_end(self.store, running.execution_id, running.child, running.directory, running.expect,
+                       returncode, running.sampler.samples())
         except Exception:
             logger.exception("Recording the end of execution %s failed", running.execution_id)
         finally:
@@ -183,6 +239,15 @@ class Launcher(RequestChecker):
             if not self.config.keep_files:
                 shutil.rmtree(running.directory, ignore_errors=True)
 
+    def _sample(self, running: _Running) -> None:
+        """Read the crawl's stats file if it changed: a sample, and the live stats."""
+        stats = running.sampler.take()
+        if stats is not None and self._live_stats:
+            try:
+                self.store.update(running.execution_id, stats=stats)
+            except Exception as exc:  # the next sample tries again
+                logger.warning("Cannot record the stats of execution %s: %s", running.execution_id, exc)
+
     def _cancelled_elsewhere(self, execution_id: str) -> bool:
         # The API of another instance cancels by setting the status in the store.
         try:
@@ -191,39 +256,6 @@ class Launcher(RequestChecker):
             logger.warning("Cannot read execution %s: %s", execution_id, exc)
             return False
         return current is not None and current.status == "cancelled"
-
-    def _record(self, running: _Running, returncode: int) -> None:
-        from wfcrawl.extensions.executions import status_for
-
-        child = running.child
-        stats = _read_json(running.directory / "stats.json")
-        reason = stats.get("finish_reason")
-        tail = child.log_tail()
-        current = self.store.get(running.execution_id)
-        if child.stop_reason is not None:
-            # The crawl's own recorder calls a SIGTERM "cancelled"; a timeout or the
-            # launcher's shutdown is a failure (Pub/Sub must run it again).
-            status = "cancelled" if child.stop_reason == "cancelled" else "failed"
-        elif reason == "cancelled" or (current is not None and current.status == "cancelled"):
-            status = "cancelled"
-        elif returncode == 0 and isinstance(reason, str) and status_for(reason) == "finished":
-            status = "finished"
-        else:
-            status = "failed"
-        error = None
-        if status == "failed":
-            why = f"crawl exited with status {returncode}"
-            why += f", finish reason {reason}" if reason else ", no final stats (it failed at start or was killed)"
-            if child.stop_reason:
-                why += f"; stopped by the launcher: {child.stop_reason}"
-            error = "\n".join([why, *_error_lines(tail)])
-        stats["wfcrawl/launcher/exit_code"] = returncode
-        stats["wfcrawl/launcher/log_tail"] = "\n".join(tail)
-        self.store.update(
-            running.execution_id, status=status, finished_at=_now(), stats=stats, error=error,
-            finish_reason=reason or child.stop_reason or f"exit_status_{returncode}",
-        )
-        logger.info("Execution %s %s (exit status %d)", running.execution_id, status, returncode)
 
     # ------------------------------------------------------------ callers
 
@@ -250,48 +282,48 @@ class Launcher(RequestChecker):
 
     def cancel(self, execution_id: str) -> Execution | None:
         """Mark the execution cancelled and stop its crawl (here, or via the store elsewhere)."""
-        execution = self.store.get(execution_id)
-        if execution is None or execution.status in FINAL_STATUSES:
+        execution = cancel_execution(self.store, execution_id)
+        if execution is None or execution.status != "cancelled":
             return execution
-        self.store.update(execution_id, status="cancelled", finished_at=_now(), finish_reason="cancelled")
         with self._lock:
             running = self._running.get(execution_id)
         if running is not None:
             running.child.stop("cancelled", self.config.kill_timeout)
         return self.store.get(execution_id)
 
+    def samples(self, execution_id: str) -> list[tuple[float, int, int]] | None:
+        """(seconds, pages, items) samples of a crawl this launcher runs (None: not running here)."""
+        with self._lock:
+            running = self._running.get(execution_id)
+            return None if running is None else running.sampler.samples()
+
+    def log_tail(self, execution_id: str) -> list[str] | None:
+        """The last log lines of a crawl this launcher runs (None: not running here)."""
+        with self._lock:
+            running = self._running.get(execution_id)
+        return None if running is None else running.child.log_tail()
+
     def running(self) -> list[str]:
         with self._lock:
             return sorted(self._running)
 
-    def shutdown(self, timeout: float | None = None) -> None:
-        """Stop every crawl (they end ``failed``, so Pub/Sub redelivers them) and wait."""
+    def shutdown(self, timeout: float | None = None, *, kill_timeout: float | None = None) -> None:
+        """Stop every crawl (they end ``failed``, so Pub/Sub redelivers them) and wait.
+
+        ``kill_timeout`` (default ``WFCRAWL_LAUNCHER_KILL_TIMEOUT``): seconds from SIGTERM to
+        SIGKILL, shorter when the launcher itself must stop in time (``wfcrawl serve`` on Cloud Run).
+        """
+        kill = self.config.kill_timeout if kill_timeout is None else kill_timeout
         with self._lock:
             self._stopping = True
             running = list(self._running.values())
         for r in running:
-            r.child.stop("launcher_shutdown", self.config.kill_timeout)
+            r.child.stop("launcher_shutdown", kill)
+        deadline = time.monotonic() + (timeout if timeout is not None else kill + 10)
         for r in running:
-            r.done.wait(timeout if timeout is not None else self.config.kill_timeout + 10)
-
-
-def _read_json(path: Any) -> dict[str, Any]:
-    import json
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _error_lines(tail: list[str]) -> list[str]:
-    """The log lines worth showing with a failure (errors and the last words)."""
-    picked = [line for line in tail if "ERROR" in line or "CRITICAL" in line or line.startswith(("Error", "error"))]
-    return (picked or tail)[-10:]
+            r.done.wait(max(0.0, deadline - time.monotonic()))
 
 
 __all__ = [
-    "BUSY_RETRY_AFTER", "EXECUTION_ID", "LaunchRejectedError", "LaunchRequest", "Launcher", "LauncherBusyError",
+    "BUSY_RETRY_AFTER", "EXECUTION_ID", "LaunchConflictError", "LaunchRejectedError", "LaunchRequest", "Launcher", "LauncherBusyError",
 ]

@@ -56,7 +56,7 @@ def pubsub_request(data: bytes, message_id: str, *, origin: str, subscription: s
     (or by the ``execution_id`` it names)."""
     try:
         decoded = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested past Python's stack
         raise LaunchRejectedError(f"the message data is not JSON: {exc}") from None
     params = {"message_id": message_id}
     if subscription:

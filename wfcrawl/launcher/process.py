@@ -11,6 +11,7 @@ the launcher's log (Cloud Logging reads the container's output).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import threading
@@ -25,8 +26,10 @@ class CrawlChild:
     """A started ``scrapy crawl`` process.
 
     :meth:`stop` asks Scrapy to stop gracefully (SIGTERM: Scrapy closes the
-    spider with reason ``shutdown``, pipelines flush) and kills the process if
-    it is still alive ``kill_timeout`` seconds later.
+    spider with reason ``shutdown``, pipelines flush) and kills the process
+    group (the crawl and its parse workers) if the crawl is still alive
+    ``kill_timeout`` seconds later: a callback busy in C code (a regex, a huge
+    document) never runs Python's SIGTERM handler, so SIGKILL is what ends it.
     """
 
     def __init__(
@@ -36,6 +39,8 @@ class CrawlChild:
         self.execution_id = execution_id
         self.argv = list(argv)
         self.stop_reason: str | None = None
+        #: True once the crawl had to be killed (SIGKILL) after not stopping on SIGTERM.
+        self.killed = False
         self._tail: deque[str] = deque(maxlen=max(log_tail_lines, 0))
         self._forward = forward_logs
         self._lock = threading.Lock()
@@ -98,7 +103,11 @@ class CrawlChild:
     def _kill(self) -> None:
         if self.process.poll() is None:
             logger.warning("[%s] crawl did not stop after SIGTERM; killing it", self.execution_id)
-            self.process.kill()
+            self.killed = True
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # its own session: the group is the crawl's
+            except OSError:
+                self.process.kill()
 
     def log_tail(self) -> list[str]:
         return list(self._tail)

@@ -10,12 +10,11 @@ OIDC token. Running it again applies changed settings (idempotent).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from scrapy.settings import BaseSettings
-
 from wfcrawl.exceptions import ConfigurationError
+from wfcrawl.settings.table import Config, setting
 
 #: Messages in the dead-letter topic are kept this long (Pub/Sub's maximum).
 DEAD_LETTER_RETENTION = 7 * 24 * 3600
@@ -30,55 +29,50 @@ def _path(project: str, kind: str, name: str) -> str:
 
 
 @dataclass(frozen=True)
-class PubSubLayout:
+class PubSubLayout(Config):
+    """The launch topic and subscription, and the dead-letter topic with its subscription.
+
+    ``topic``, ``subscription`` and ``dead_letter_topic`` may be names or full
+    paths: names are resolved, when the layout is made, in ``project`` (the
+    subscriptions in the topic's project). The bounds of the numbers are
+    Pub/Sub's own limits (the settings table's), refused before any call.
+    """
+
     topic: str
     subscription: str
-    dead_letter_topic: str
-    dead_letter_subscription: str
-    ack_deadline: int
-    retention: int
-    max_delivery_attempts: int
-    min_backoff: int
-    max_backoff: int
+    project: str = setting("WFCRAWL_PUBSUB_PROJECT")
+    dead_letter_topic: str = setting("WFCRAWL_PUBSUB_DEAD_LETTER_TOPIC")
+    ack_deadline: int = setting("WFCRAWL_PUBSUB_ACK_DEADLINE")
+    retention: int = setting("WFCRAWL_PUBSUB_MESSAGE_RETENTION")
+    max_delivery_attempts: int = setting("WFCRAWL_PUBSUB_MAX_DELIVERY_ATTEMPTS")
+    min_backoff: int = setting("WFCRAWL_PUBSUB_MIN_BACKOFF")
+    max_backoff: int = setting("WFCRAWL_PUBSUB_MAX_BACKOFF")
     push_endpoint: str = ""
     push_service_account: str = ""
+    #: OIDC audience; empty: the push endpoint.
     push_audience: str = ""
+    dead_letter_subscription: str = field(init=False)
 
-    @classmethod
-    def from_settings(cls, settings: BaseSettings, *, project: str, topic: str, subscription: str,
-                      push_endpoint: str = "", push_service_account: str = "", push_audience: str = "") -> PubSubLayout:
-        project = project or settings.get("WFCRAWL_PUBSUB_PROJECT") or ""
-        topic_path = _path(project, "topics", topic)
-        dead = settings.get("WFCRAWL_PUBSUB_DEAD_LETTER_TOPIC") or f"{topic_path}-dead-letter"
-        dead_path = _path(project, "topics", dead)
-        project_of_sub = topic_path.split("/")[1]
-        layout = cls(
-            topic=topic_path, subscription=_path(project_of_sub, "subscriptions", subscription),
-            dead_letter_topic=dead_path,
-            dead_letter_subscription=_path(project_of_sub, "subscriptions", dead_path.rsplit("/", 1)[1]),
-            ack_deadline=settings.getint("WFCRAWL_PUBSUB_ACK_DEADLINE"),
-            retention=settings.getint("WFCRAWL_PUBSUB_MESSAGE_RETENTION"),
-            max_delivery_attempts=settings.getint("WFCRAWL_PUBSUB_MAX_DELIVERY_ATTEMPTS"),
-            min_backoff=settings.getint("WFCRAWL_PUBSUB_MIN_BACKOFF"),
-            max_backoff=settings.getint("WFCRAWL_PUBSUB_MAX_BACKOFF"),
-            push_endpoint=push_endpoint, push_service_account=push_service_account,
-            push_audience=push_audience or push_endpoint,
-        )
-        layout.check()
-        return layout
-
-    def check(self) -> None:
-        """Pub/Sub's own limits, as a clear error before any call."""
-        if not 10 <= self.ack_deadline <= 600:
-            raise ConfigurationError("WFCRAWL_PUBSUB_ACK_DEADLINE must be 10-600 seconds")
-        if not 5 <= self.max_delivery_attempts <= 100:
-            raise ConfigurationError("WFCRAWL_PUBSUB_MAX_DELIVERY_ATTEMPTS must be 5-100")
-        if not 600 <= self.retention <= 7 * 86400:
-            raise ConfigurationError("WFCRAWL_PUBSUB_MESSAGE_RETENTION must be 600-604800 seconds")
-        if not 0 <= self.min_backoff <= self.max_backoff <= 600:
-            raise ConfigurationError("need 0 <= WFCRAWL_PUBSUB_MIN_BACKOFF <= WFCRAWL_PUBSUB_MAX_BACKOFF <= 600")
+    def __post_init__(self) -> None:
+        if self.min_backoff > self.max_backoff:
+            raise ConfigurationError(
+                f"WFCRAWL_PUBSUB_MIN_BACKOFF ({self.min_backoff}) must be at most "
+                f"WFCRAWL_PUBSUB_MAX_BACKOFF ({self.max_backoff})"
+            )
         if self.push_endpoint and not self.push_endpoint.startswith("https://"):
             raise ConfigurationError("a push endpoint must be an https:// URL")
+        topic = _path(self.project, "topics", self.topic)
+        dead = _path(self.project, "topics", self.dead_letter_topic or f"{topic}-dead-letter")
+        project_of_sub = topic.split("/")[1]
+        resolved = {
+            "topic": topic,
+            "subscription": _path(project_of_sub, "subscriptions", self.subscription),
+            "dead_letter_topic": dead,
+            "dead_letter_subscription": _path(project_of_sub, "subscriptions", dead.rsplit("/", 1)[1]),
+            "push_audience": self.push_audience or self.push_endpoint,
+        }
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)  # frozen: resolved once, here
 
     def subscription_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {

@@ -7,7 +7,8 @@ the lease of every held message, extended while its callback runs (up to
 subscription's ack deadline. Each message's callback runs in the client's
 thread pool and blocks until its crawl ends:
 
-- crawl finished (or cancelled), or a duplicate of a finished one: **ack**;
+- crawl succeeded, degraded or cancelled (or a duplicate of such a one): **ack**
+  (:func:`wfcrawl.outcome.pull_acks`: running a degraded crawl again would not help);
 - crawl failed, launcher busy or shutting down, store unreachable: **nack**
   (Pub/Sub redelivers with backoff; the redelivery starts attempt 2, after
   ``max_delivery_attempts`` the message goes to the dead-letter topic);
@@ -29,6 +30,7 @@ from typing import Any
 from wfcrawl.exceptions import ConfigurationError
 from wfcrawl.launcher.launch import Launcher, LauncherBusyError, LaunchRejectedError
 from wfcrawl.launcher.messages import pubsub_request
+from wfcrawl.outcome import pull_acks
 
 logger = logging.getLogger(__name__)
 
@@ -119,4 +121,4 @@ class Listener:
         if final is None:
             logger.warning("Message %s: execution %s still not final; nacking", message.message_id, execution.id)
             return False
-        return final.status in ("finished", "cancelled")
+        return pull_acks(final.status)

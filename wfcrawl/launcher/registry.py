@@ -10,7 +10,7 @@ launches name them. Three stores with one small interface:
 - :class:`MemoryWorkflowRegistry`: tests.
 
 Each also finds the example workflows bundled in the package by name
-(:mod:`wfcrawl.launcher.bundled`) unless a registered one has that name.
+(:mod:`wfcrawl.workflow.bundled`) unless a registered one has that name.
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from wfcrawl.launcher.bundled import bundled_document, bundled_names
+from wfcrawl.storage.postgres.connection import check_connect, psycopg2_module, transaction
+from wfcrawl.storage.postgres.migrate import migrate
+from wfcrawl.workflow.bundled import bundled_document, bundled_names
 
-#: Registered names are workflow names (the schema's ``name`` pattern).
-NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
+#: Registered names are workflow names (the schema's ``name`` pattern; ``\Z``, not
+#: ``$``: a name ending in a newline is not one).
+NAME = re.compile(r"[a-z0-9_-]{1,64}\Z")
 
 
 class WorkflowRegistry(Protocol):
@@ -92,44 +95,30 @@ class DirectoryWorkflowRegistry:
 
 
 class PostgresWorkflowRegistry:
-    """Table ``<schema>.launcher_workflows`` (created on first use; one transaction per call)."""
-
-    _DDL = (
-        "SELECT pg_advisory_xact_lock(hashtext('wfcrawl.launcher_workflows'));"
-        "CREATE SCHEMA IF NOT EXISTS {schema};"
-        "CREATE TABLE IF NOT EXISTS {table} (name text PRIMARY KEY, document text NOT NULL,"
-        " updated_at timestamptz NOT NULL DEFAULT now())"
-    )
+    """Table ``<schema>.launcher_workflows`` (the migrations create it, on first use; one transaction per call)."""
 
     def __init__(self, dsn: str, *, schema: str = "wfcrawl", bundled: bool = True,
                  connect_timeout: float = 10.0) -> None:
-        from wfcrawl.storage.connection import psycopg2_module
-
         self.dsn = dsn
         self.schema = schema
         self.bundled = bundled
         self.connect_timeout = connect_timeout
-        sql = psycopg2_module().sql
-        self._table = sql.Identifier(schema, "launcher_workflows")
-        self._schema = sql.Identifier(schema)
-        self._ready = False
+        self._table = psycopg2_module().sql.Identifier(schema, "launcher_workflows")
+        self._migrated = False
         self._lock = threading.Lock()
 
     def _run(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        from wfcrawl.storage.connection import check_connect, psycopg2_module, transaction
-
-        sql = psycopg2_module().sql
+        statement = psycopg2_module().sql.SQL(query).format(table=self._table)
         with self._lock:
             # A connection per call: registrations are rare, and nothing to go stale.
             conn = check_connect(self.dsn, connect_timeout=self.connect_timeout)
             try:
+                if not self._migrated:
+                    migrate(conn, self.schema)
+                    self._migrated = True
                 with transaction(conn) as cur:
-                    if not self._ready:
-                        cur.execute(sql.SQL(self._DDL).format(schema=self._schema, table=self._table))
-                    cur.execute(sql.SQL(query).format(table=self._table), params)
-                    rows = self._fetch(cur)
-                self._ready = True
-                return rows
+                    cur.execute(statement, params)
+                    return self._fetch(cur)
             finally:
                 conn.close()
 

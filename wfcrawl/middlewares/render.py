@@ -16,21 +16,22 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import NotConfigured
 from scrapy.http import Response
 
+from wfcrawl.context import CrawlContext
+from wfcrawl.meta import RENDER, RENDER_RESULT
 from wfcrawl.render.actions import PageScript
-from wfcrawl.render.setup import SLOT, RenderConfig, artifact_dir
-from wfcrawl.spiders.meta import RENDER, RENDER_RESULT
+from wfcrawl.render.setup import CONTEXT, GUARD_PROXY, SLOT, RenderConfig, artifact_dir
+from wfcrawl.settings.table import read
 
 logger = logging.getLogger(__name__)
 
-#: One browser context for the crawl: cookies and cache shared like one user's.
-CONTEXT = "wfcrawl"
 #: Meta keys holding Python objects while the request is in the downloader.
 _OBJECT_KEYS = ("playwright_page_methods", "playwright_page_init_callback")
 
@@ -59,8 +60,7 @@ class RenderMiddleware:
         self.crawler = crawler
         self.config = config
         self.stats = crawler.stats
-        workflow = getattr(crawler.spider, "plan", None)
-        name = workflow.name if workflow is not None else (crawler.spider.name if crawler.spider else "crawl")
+        name = CrawlContext.of(crawler).workflow
         self.screenshot_dir = artifact_dir(config.screenshot_dir, name)
         self.html_dir = artifact_dir(config.html_dir, name)
 
@@ -69,7 +69,18 @@ class RenderMiddleware:
         config = RenderConfig.from_settings(crawler.settings)
         if not config.enabled:
             raise NotConfigured("rendering is off (WFCRAWL_RENDER_ENABLED)")
-        return cls(crawler, config)
+        middleware = cls(crawler, config)
+        proxy = read(crawler.settings, GUARD_PROXY)
+        if proxy is not None:  # the SSRF guard of the browser (wfcrawl.security.proxy)
+            proxy.on_refused = middleware._browser_refused
+            crawler.signals.connect(proxy.start, signal=signals.engine_started)
+            crawler.signals.connect(proxy.close, signal=signals.engine_stopped)
+        return middleware
+
+    def _browser_refused(self, refusal: Any) -> None:
+        self.stats.inc_value("wfcrawl/ssrf/refused")
+        self.stats.inc_value(f"wfcrawl/ssrf/refused/{refusal.reason}")
+        self.stats.inc_value("wfcrawl/render/ssrf_refused")
 
     def process_request(self, request: Request) -> None:
         block = request.meta.get(RENDER)

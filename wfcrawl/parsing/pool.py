@@ -29,11 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scrapy.http import HtmlResponse, TextResponse, XmlResponse
+from scrapy.http import TextResponse
 
 from wfcrawl.parsing import frames
-from wfcrawl.parsing.frames import FAILURE, ITEM, LINK
-from wfcrawl.workflow.plan import Item, Link, NodeFailure, Page
+from wfcrawl.workflow.page import Item, Link, NodeFailure, Page
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +93,6 @@ class _Reader(asyncio.Protocol):
         self.pool._lost(self.worker)
 
 
-def response_kind(response: TextResponse) -> str:
-    if isinstance(response, HtmlResponse):
-        return "html"
-    if isinstance(response, XmlResponse):
-        return "xml"
-    return "text"
-
-
 class ParsePool:
     """``size`` worker processes compiling the workflow from ``init`` (see
     :mod:`wfcrawl.parsing.frames`); started on the first page."""
@@ -133,21 +124,13 @@ class ParsePool:
             self._started = True
             for index in range(self.size):
                 self._spawn(index)
-        loop = asyncio.get_running_loop()
-        content_type = response.headers.get(b"Content-Type")
-        # An encoding given to the response (e.g. by a browser handler); None: the
-        # worker infers it from the same headers and body, as this process would.
-        encoding = getattr(response, "_encoding", None)
         task_id = next(self._ids)
-        task: frames.Task = (
-            task_id, page.phase, page.marker, page.markers, page.depth, page.page_number,
-            response.url, response_kind(response), content_type, encoding, response.body,
-        )
-        entry = _Task(task_id, response.url, frames.encode(task), loop.create_future())
+        entry = _Task(task_id, response.url, frames.encode(frames.task(task_id, response, page)),
+                      asyncio.get_running_loop().create_future())
         self._dispatch(entry)
         result: frames.Result = await entry.future
-        _, outputs, counts, warnings, logs, error = result
-        return ParseResult(_decode(outputs), counts, warnings, logs, error)
+        return ParseResult(frames.decode_outputs(result.outputs), result.counts, result.warnings, result.logs,
+                           result.error)
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers if w.process.poll() is None]
@@ -214,15 +197,14 @@ class ParsePool:
             worker.writer.write(task.frame)
 
     def _received(self, worker: _Worker, message: Any) -> None:
-        tag = message[0]
-        if tag == "ready":
-            worker.ready = True
-        elif tag == "init_error":
-            self._give_up(f"a parse worker could not start:\n{message[1].rstrip()}")
-        else:
-            task = worker.pending.pop(tag, None)
+        if isinstance(message, frames.Result):
+            task = worker.pending.pop(message.id, None)
             if task is not None and not task.future.done():
                 task.future.set_result(message)
+        elif message[0] == "ready":
+            worker.ready = True
+        elif message[0] == "init_error":
+            self._give_up(f"a parse worker could not start:\n{message[1].rstrip()}")
 
     def _lost(self, worker: _Worker) -> None:
         if worker.closing:  # closed by us: close() reaps it
@@ -294,16 +276,3 @@ class ParsePool:
                 process.wait()
                 return
             await asyncio.sleep(0.05)
-
-
-def _decode(outputs: list[tuple[Any, ...]]) -> list[Item | Link | NodeFailure]:
-    decoded: list[Item | Link | NodeFailure] = []
-    for out in outputs:
-        kind = out[0]
-        if kind == LINK:
-            decoded.append(Link(out[1], out[2], out[3], out[4]))
-        elif kind == ITEM:
-            decoded.append(Item(out[1], out[2]))
-        elif kind == FAILURE:
-            decoded.append(NodeFailure(out[1], out[2], None, out[3]))
-    return decoded

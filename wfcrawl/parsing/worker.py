@@ -22,8 +22,8 @@ import traceback
 from typing import Any
 
 from wfcrawl.parsing import frames
-from wfcrawl.parsing.frames import FAILURE, ITEM, LINK
-from wfcrawl.workflow.plan import Item, Link, NodeFailure, Page
+from wfcrawl.workflow import load_text
+from wfcrawl.workflow.page import Page
 
 
 class Collector(logging.Handler):
@@ -60,41 +60,25 @@ class Reporter:
 
 class Worker:
     def __init__(self, init: dict[str, Any]) -> None:
-        # Imported here: the worker answers "init_error" for anything that fails.
-        from scrapy.http import HtmlResponse, TextResponse, XmlResponse
-
-        from wfcrawl.workflow import load_text
-
         self.plan = load_text(init["text"], init["name"], **init["options"])
-        self.classes = {"html": HtmlResponse, "xml": XmlResponse, "text": TextResponse}
         self.collector = Collector()
         root = logging.getLogger()
         root.handlers[:] = [self.collector]
         root.setLevel(init.get("log_level", logging.INFO))
 
     def parse(self, task: frames.Task) -> frames.Result:
-        task_id, phase_name, marker, markers, depth, page_number, url, kind, content_type, encoding, body = task
         reporter = Reporter()
         self.collector.records = []
-        outputs: list[tuple[Any, ...]] = []
         try:
-            headers = {b"Content-Type": content_type} if content_type is not None else None
-            response = self.classes[kind](url=url, body=body, headers=headers, encoding=encoding)
-            page = Page(response, phase=phase_name, marker=marker, markers=markers, depth=depth,
-                        page_number=page_number, reporter=reporter)
-            for out in self.plan.phases[phase_name].run(page):
-                if isinstance(out, Link):
-                    outputs.append((LINK, out.url, out.marker, out.page, out.render))
-                elif isinstance(out, Item):
-                    outputs.append((ITEM, out.type, out.data))
-                elif isinstance(out, NodeFailure):
-                    text = "".join(traceback.format_exception(out.exc)) if out.exc is not None else None
-                    outputs.append((FAILURE, out.label, out.error, text))
-                else:  # offloadable phases yield nothing else
-                    raise TypeError(f"a parse worker cannot send {type(out).__name__}")
+            headers = {b"Content-Type": task.content_type} if task.content_type is not None else None
+            response = frames.RESPONSE_CLASSES[task.kind](url=task.url, body=task.body, headers=headers,
+                                                          encoding=task.encoding)
+            page = Page(response, phase=task.phase, marker=task.marker, markers=task.markers, depth=task.depth,
+                        page_number=task.page_number, reporter=reporter, variables=task.variables)
+            outputs = frames.encode_outputs(self.plan.phases[task.phase].run(page))
         except Exception:
-            return task_id, [], {}, [], self.collector.records, traceback.format_exc()
-        return task_id, outputs, reporter.counts, reporter.warnings, self.collector.records, None
+            return frames.Result(task.id, [], {}, [], self.collector.records, traceback.format_exc())
+        return frames.Result(task.id, outputs, reporter.counts, reporter.warnings, self.collector.records)
 
 
 def main() -> int:

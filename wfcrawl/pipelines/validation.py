@@ -1,6 +1,7 @@
 """Item keys and JSON Schema validation: the first wfcrawl item pipeline.
 
-For every item it sets ``_key`` (see :mod:`wfcrawl.pipelines.items`), then
+For every item (any type ``itemadapter`` reads: dict, ``scrapy.Item``,
+dataclass, attrs, pydantic) it sets ``_key`` (see :mod:`wfcrawl.items`), then
 checks the item's fields against the JSON Schema its workflow attaches to the
 item type (``items: {product: {schema: {...}}}``). An invalid item, or one
 missing a key field, is dropped with :class:`InvalidItem`: counted by reason
@@ -10,18 +11,22 @@ is kept, never silently lost.
 
 Active when the workflow has an ``items:`` section or a storage back end
 (``DATABASE_URL``, ``GCS_BUCKET``) is configured; otherwise items pass
-untouched (no ``_key``).
+untouched (no ``_key``). An object that is not an item passes untouched too,
+counted in ``wfcrawl/validation/unsupported`` and logged once per type.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem, NotConfigured
 
-from wfcrawl.pipelines.items import TYPE, ItemKeys, fields_of, provenance
+from wfcrawl.context import CrawlContext
+from wfcrawl.items import ItemKeys, UnsupportedItems, adapt, fields_of, provenance, type_of
+from wfcrawl.settings.table import read
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ class InvalidItem(DropItem):
 
 
 def storage_configured(settings: Any) -> bool:
-    return bool(settings.get("DATABASE_URL")) or bool(settings.get("GCS_BUCKET"))
+    return bool(read(settings, "DATABASE_URL")) or bool(read(settings, "GCS_BUCKET"))
 
 
 class ItemValidationPipeline:
@@ -49,33 +54,36 @@ class ItemValidationPipeline:
         self.validate = validate
         self.keys = ItemKeys({t: s.key for t, s in specs.items() if s.key})
         self._warned: set[tuple[str, str]] = set()
+        self.unsupported = UnsupportedItems(crawler.stats, "wfcrawl/validation/unsupported",
+                                            "not keyed nor validated", logger)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ItemValidationPipeline:
-        plan = getattr(crawler.spider, "plan", None)
-        specs = dict(getattr(plan, "items", None) or {})
+        specs = dict(CrawlContext.of(crawler).item_specs)
         if not specs and not storage_configured(crawler.settings):
             raise NotConfigured  # nothing to key or validate
-        return cls(crawler, specs, crawler.settings.getbool("WFCRAWL_VALIDATION_ENABLED"))
+        return cls(crawler, specs, read(crawler.settings, "WFCRAWL_VALIDATION_ENABLED"))
 
     def process_item(self, item: Any) -> Any:
-        if not isinstance(item, dict):
-            return item  # not a workflow item: nothing to key
-        missing = self.keys.assign(item)
-        item_type = str(item.get(TYPE, ""))
+        adapter = adapt(item)
+        if adapter is None:
+            self.unsupported.refuse(item, self.crawler.spider)
+            return item
+        missing = self.keys.assign(adapter)
+        item_type = type_of(adapter)
         errors = [
             {"path": f"$.{name}", "validator": "key", "message": f"key field {name!r} is missing or empty"}
             for name in missing
         ]
         spec = self.specs.get(item_type)
         if self.validate and spec is not None and spec.validator is not None:
-            found = sorted(spec.validator.iter_errors(fields_of(item)), key=lambda e: (e.json_path, e.validator))
+            found = sorted(spec.validator.iter_errors(fields_of(adapter)), key=lambda e: (e.json_path, e.validator))
             errors.extend({"path": e.json_path, "validator": str(e.validator), "message": e.message} for e in found)
         if errors:
-            self._invalid(item, item_type, errors)
+            self._invalid(adapter, item_type, errors)
         return item
 
-    def _invalid(self, item: dict[str, Any], item_type: str, errors: list[dict[str, str]]) -> None:
+    def _invalid(self, item: Mapping[str, Any], item_type: str, errors: list[dict[str, str]]) -> None:
         exc = InvalidItem(item_type, errors)
         stats = self.crawler.stats
         assert stats is not None

@@ -9,7 +9,7 @@ Redis like any other.
 
 Modules:
 
-- :mod:`~wfcrawl.render.spec`: validate and normalise a render block (no Scrapy,
+- :mod:`~wfcrawl.workflow.render`: validate and normalise a render block (no Scrapy,
   no Playwright: ``wfcrawl validate`` uses it).
 - :mod:`~wfcrawl.render.setup`: settings, finding the browser, installing the
   download handler (used by the spider and the add-on).

@@ -33,7 +33,7 @@ _HEIGHT = "document.scrollingElement ? document.scrollingElement.scrollHeight : 
 class PageScript:
     """The actions of one render block for one page, and their outcome.
 
-    ``block`` is the plain-data render block (see :mod:`wfcrawl.render.spec`);
+    ``block`` is the plain-data render block (see :mod:`wfcrawl.workflow.render`);
     ``screenshot``/``html`` are the file paths to write when the block asks.
     """
 

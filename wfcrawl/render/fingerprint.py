@@ -22,14 +22,15 @@ from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.utils.misc import build_from_crawler, load_object
 
-from wfcrawl.spiders.meta import RENDER
+from wfcrawl.meta import RENDER
+from wfcrawl.settings.table import read
 
 _SALT = b"wfcrawl-render-distinct"
 
 
 class RenderFingerprinter:
     def __init__(self, crawler: Crawler) -> None:
-        base = load_object(crawler.settings["WFCRAWL_RENDER_FINGERPRINTER_BASE"])
+        base = load_object(read(crawler.settings, "WFCRAWL_RENDER_FINGERPRINTER_BASE"))
         self._base: Any = build_from_crawler(base, crawler)
 
     @classmethod

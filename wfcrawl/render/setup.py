@@ -27,7 +27,10 @@ from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 from scrapy.utils.misc import load_object
 
 from wfcrawl.exceptions import ConfigurationError
-from wfcrawl.render.spec import plan_renders
+from wfcrawl.security.proxy import GuardProxy
+from wfcrawl.security.resolvers import policy_from_settings
+from wfcrawl.settings.table import Config, read, setting
+from wfcrawl.workflow.render import plan_renders
 
 ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 PLAYWRIGHT_HANDLER = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
@@ -39,45 +42,33 @@ MIDDLEWARE_ORDER = 950
 FINGERPRINTER = "wfcrawl.render.fingerprint.RenderFingerprinter"
 #: Download slot shared by all rendered requests (see docs/rendering.md).
 SLOT = "wfcrawl-render"
+#: The browser context of a crawl (one: cookies and cache shared like one user's).
+CONTEXT = "wfcrawl"
+#: Setting holding the crawl's GuardProxy (an object) when the SSRF guard is on.
+GUARD_PROXY = "WFCRAWL_RENDER_GUARD_PROXY"
 #: Tried in order on PATH when WFCRAWL_RENDER_BROWSER_PATH is empty.
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 @dataclass(frozen=True)
-class RenderConfig:
+class RenderConfig(Config):
     """The ``WFCRAWL_RENDER_*`` settings, read once."""
 
-    enabled: bool
-    browser_path: str
-    browser_args: tuple[str, ...]
-    concurrency: int
-    timeout: float
-    idle: float
-    retry_times: int
-    screenshot_dir: str
-    html_dir: str
-
-    @classmethod
-    def from_settings(cls, settings: BaseSettings) -> RenderConfig:
-        concurrency = settings.getint("WFCRAWL_RENDER_CONCURRENCY")
-        if concurrency < 1:
-            raise ConfigurationError(f"WFCRAWL_RENDER_CONCURRENCY must be at least 1, not {concurrency}")
-        return cls(
-            enabled=rendering_enabled(settings),
-            browser_path=settings.get("WFCRAWL_RENDER_BROWSER_PATH") or "",
-            browser_args=tuple(settings.getlist("WFCRAWL_RENDER_BROWSER_ARGS")),
-            concurrency=concurrency,
-            timeout=settings.getfloat("WFCRAWL_RENDER_TIMEOUT"),
-            idle=settings.getfloat("WFCRAWL_RENDER_IDLE"),
-            retry_times=settings.getint("WFCRAWL_RENDER_RETRY_TIMES"),
-            screenshot_dir=settings.get("WFCRAWL_RENDER_SCREENSHOT_DIR") or "screenshots",
-            html_dir=settings.get("WFCRAWL_RENDER_HTML_DIR") or "rendered",
-        )
+    #: ``WFCRAWL_RENDER_ENABLED``: None (unset: no workflow asked) counts as off.
+    enabled: bool = setting("WFCRAWL_RENDER_ENABLED", bool)
+    browser_path: str = setting("WFCRAWL_RENDER_BROWSER_PATH")
+    browser_args: tuple[str, ...] = setting("WFCRAWL_RENDER_BROWSER_ARGS")
+    concurrency: int = setting("WFCRAWL_RENDER_CONCURRENCY")
+    timeout: float = setting("WFCRAWL_RENDER_TIMEOUT")
+    idle: float = setting("WFCRAWL_RENDER_IDLE")
+    retry_times: int = setting("WFCRAWL_RENDER_RETRY_TIMES")
+    screenshot_dir: str = setting("WFCRAWL_RENDER_SCREENSHOT_DIR")
+    html_dir: str = setting("WFCRAWL_RENDER_HTML_DIR")
 
 
 def rendering_enabled(settings: BaseSettings) -> bool:
     """``WFCRAWL_RENDER_ENABLED``: None (unset: no workflow asked) counts as off."""
-    return settings.get("WFCRAWL_RENDER_ENABLED") is not None and settings.getbool("WFCRAWL_RENDER_ENABLED")
+    return bool(read(settings, "WFCRAWL_RENDER_ENABLED"))
 
 
 def apply_render_policy(settings: BaseSettings, plan: Any) -> None:
@@ -89,7 +80,7 @@ def apply_render_policy(settings: BaseSettings, plan: Any) -> None:
     """
     if not plan_renders(plan):
         return
-    if settings.get("WFCRAWL_RENDER_ENABLED") is not None and not settings.getbool("WFCRAWL_RENDER_ENABLED"):
+    if read(settings, "WFCRAWL_RENDER_ENABLED") is False:
         raise ConfigurationError(
             f"workflow {plan.name!r} ({plan.source}) renders pages in a browser (render blocks), "
             "but WFCRAWL_RENDER_ENABLED is false"
@@ -132,7 +123,17 @@ def install_rendering(settings: BaseSettings) -> None:
         raise ConfigurationError(
             "rendering pages needs scrapy-playwright: pip install 'wfcrawl[browser]'"
         )
+    _check_reactor(settings)
+    _install_handler(settings)
+    _install_browser(settings, config)
+    _cap_pages(settings, config)
+    settings.setdefault_in_component_priority_dict(
+        "DOWNLOADER_MIDDLEWARES", load_object(MIDDLEWARE), MIDDLEWARE_ORDER
+    )
+    _wrap_fingerprinter(settings)
 
+
+def _check_reactor(settings: BaseSettings) -> None:
     # scrapy-playwright runs Playwright on the asyncio loop under Twisted's reactor.
     if not settings.getbool("TWISTED_REACTOR_ENABLED", True):
         raise ConfigurationError("rendering pages needs a Twisted reactor, but TWISTED_REACTOR_ENABLED is false")
@@ -140,6 +141,10 @@ def install_rendering(settings: BaseSettings) -> None:
         raise ConfigurationError(
             f"rendering pages needs TWISTED_REACTOR={ASYNCIO_REACTOR!r}, not {settings.get('TWISTED_REACTOR')!r}"
         )
+
+
+def _install_handler(settings: BaseSettings) -> None:
+    """scrapy-playwright's download handler (or a subclass a project set) for http and https."""
     handlers = settings.getdict("DOWNLOAD_HANDLERS")
     handler_cls = load_object(PLAYWRIGHT_HANDLER)
     for scheme in ("http", "https"):
@@ -152,13 +157,20 @@ def install_rendering(settings: BaseSettings) -> None:
             )
     _set(settings, "DOWNLOAD_HANDLERS", handlers)
 
+
+def _install_browser(settings: BaseSettings, config: RenderConfig) -> None:
+    """The local browser's launch options (none for a remote one), behind the SSRF guard when it is on."""
     launch = settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS")
-    if not (settings.get("PLAYWRIGHT_CDP_URL") or settings.get("PLAYWRIGHT_CONNECT_URL")):
+    remote = settings.get("PLAYWRIGHT_CDP_URL") or settings.get("PLAYWRIGHT_CONNECT_URL")
+    if not remote:
         launch["executable_path"] = find_browser(launch.get("executable_path") or config.browser_path)
         launch.setdefault("headless", True)
         launch.setdefault("args", list(config.browser_args))
         _set(settings, "PLAYWRIGHT_LAUNCH_OPTIONS", launch)
+    _guard_browser(settings, launch, remote=bool(remote))
 
+
+def _cap_pages(settings: BaseSettings, config: RenderConfig) -> None:
     # Pages are capped twice: by the download slot all rendered requests share
     # (requests waiting for a page wait in that slot, not in a domain's slot, so
     # plain HTTP is never stuck behind the browser) and by scrapy-playwright's
@@ -172,10 +184,8 @@ def install_rendering(settings: BaseSettings) -> None:
     settings.set("PLAYWRIGHT_MAX_PAGES_PER_CONTEXT", config.concurrency, priority="addon")
     settings.set("PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT", config.timeout * 1000, priority="addon")
 
-    settings.setdefault_in_component_priority_dict(
-        "DOWNLOADER_MIDDLEWARES", load_object(MIDDLEWARE), MIDDLEWARE_ORDER
-    )
 
+def _wrap_fingerprinter(settings: BaseSettings) -> None:
     current = settings.get("REQUEST_FINGERPRINTER_CLASS")
     current_path = current if isinstance(current, str) else f"{current.__module__}.{current.__qualname__}"
     if current_path != FINGERPRINTER:
@@ -184,6 +194,33 @@ def install_rendering(settings: BaseSettings) -> None:
         priority = settings.getpriority("REQUEST_FINGERPRINTER_CLASS") or 0
         settings.set("WFCRAWL_RENDER_FINGERPRINTER_BASE", current, priority=max(priority, SETTINGS_PRIORITIES["addon"]))
         _set(settings, "REQUEST_FINGERPRINTER_CLASS", FINGERPRINTER)
+
+
+def _guard_browser(settings: BaseSettings, launch: dict[str, Any], *, remote: bool) -> None:
+    """With the SSRF guard on, the browser's only way out is a :class:`GuardProxy`."""
+    policy = policy_from_settings(settings)
+    if policy is None or read(settings, GUARD_PROXY) is not None:
+        return
+    if remote:
+        raise ConfigurationError(
+            "the SSRF guard cannot check what a remote browser (PLAYWRIGHT_CDP_URL, PLAYWRIGHT_CONNECT_URL) "
+            "connects to: launched crawls render with a local browser"
+        )
+    if launch.get("proxy"):
+        raise ConfigurationError("the SSRF guard sends the browser through its own proxy: "
+                                 "PLAYWRIGHT_LAUNCH_OPTIONS may not set 'proxy'")
+    proxy = GuardProxy(policy)
+    # Loopback is not bypassed (Chromium bypasses it by default); WebRTC may not
+    # send UDP around the proxy.
+    launch["proxy"] = {"server": proxy.url, "bypass": "<-loopback>"}
+    launch["args"] = [*launch.get("args", ()), "--force-webrtc-ip-handling-policy=disable_non_proxied_udp"]
+    _set(settings, "PLAYWRIGHT_LAUNCH_OPTIONS", launch)
+    # Service workers' requests would bypass Playwright's page routing; here they
+    # go through the proxy anyway, but the crawl should not depend on them.
+    contexts = settings.getdict("PLAYWRIGHT_CONTEXTS")
+    contexts.setdefault(CONTEXT, {}).setdefault("service_workers", "block")
+    _set(settings, "PLAYWRIGHT_CONTEXTS", contexts)
+    settings.set(GUARD_PROXY, proxy, priority="addon")
 
 
 def artifact_dir(base: str, workflow: str) -> str:

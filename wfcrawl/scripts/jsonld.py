@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from wfcrawl.workflow.plan import ScriptContext, Value
+from wfcrawl.workflow import ScriptContext, Value
 
 
 def _flatten(data: Any) -> Iterator[dict[str, Any]]:

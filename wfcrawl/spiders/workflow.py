@@ -8,7 +8,7 @@ Spider arguments: ``workflow`` (path, required), ``base_url`` (overrides the
 document's), ``execution_id`` (names this run; generated when absent).
 
 Every request carries its state as plain data in meta (see
-``wfcrawl.spiders.meta``), so requests survive a trip through Redis, and every
+``wfcrawl.meta``), so requests survive a trip through Redis, and every
 response is handled by :meth:`WorkflowSpider.parse`, which dispatches on the
 phase name.
 """
@@ -22,89 +22,28 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mappin
 from datetime import datetime, timezone
 from typing import Any
 
-from form2request import form2request
 from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response, TextResponse
-from scrapy.settings import BaseSettings
 from scrapy.spidermiddlewares.httperror import HttpError
-from scrapy.utils.reactor import is_asyncio_reactor_installed, is_reactor_installed
 from twisted.python.failure import Failure
 
-from wfcrawl.exceptions import ConfigurationError
-from wfcrawl.launcher.bundled import bundled_document
-from wfcrawl.parsing.pool import ParsePool, ParsePoolUnavailableError, ParseWorkerCrashedError
+import wfcrawl
+from wfcrawl import meta as meta_keys
+from wfcrawl.parsing.pool import ParsePool
 from wfcrawl.render.setup import apply_render_policy
 from wfcrawl.settings.policy import apply_workflow_policy
-from wfcrawl.spiders import meta as meta_keys
-from wfcrawl.workflow import load_text
-from wfcrawl.workflow.plan import FormSubmit, Item, Link, NodeFailure, Page, Phase, Plan
-from wfcrawl.workflow.source import read_document
+from wfcrawl.settings.table import read
+from wfcrawl.spiders.forms import form_request
+from wfcrawl.spiders.loading import load_for_crawl
+from wfcrawl.spiders.memory import CrawlMemory
+from wfcrawl.spiders.workers import open_parse_workers, parse_in_worker
+from wfcrawl.workflow.page import FormSubmit, Item, Link, NodeFailure, Page
+from wfcrawl.workflow.plan import EMPTY_VALUES, Phase, Plan
+from wfcrawl.workflow.stats import filled_stat
 
 logger = logging.getLogger(__name__)
-
-
-def plan_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> Plan:
-    """The Plan a crawl with these settings and spider arguments runs.
-
-    Raises :class:`WorkflowError` (invalid document) or
-    :class:`ConfigurationError` (no document, missing environment variables).
-    """
-    return _load_for_crawl(settings, spider_args)[0]
-
-
-def _load_for_crawl(settings: BaseSettings, spider_args: Mapping[str, Any]) -> tuple[Plan, dict[str, Any]]:
-    """The Plan, and how to compile it again elsewhere (a parse worker): the
-    document's text, its name and the compile options."""
-    path = spider_args.get("workflow")
-    if not path:
-        raise ConfigurationError(
-            "the workflow spider needs a workflow document: "
-            "scrapy crawl workflow -a workflow=path/to/workflow.yaml"
-        )
-    if settings.getint("WFCRAWL_PARSE_WORKERS") > 0 and not _asyncio_reactor(settings):
-        raise ConfigurationError(
-            "WFCRAWL_PARSE_WORKERS needs Scrapy's asyncio reactor (TWISTED_REACTOR = "
-            f"'{ASYNCIO_REACTOR}', Scrapy's default)"
-        )
-    script_modules = settings.getlist("WFCRAWL_SCRIPT_MODULES")
-    options: dict[str, Any] = {
-        "base_url": spider_args.get("base_url"),
-        "script_modules": tuple(script_modules) if script_modules else None,
-    }
-    # Not a file: maybe the name of a workflow bundled in the package (scrapyd:
-    # `schedule.json -d workflow=shop`, the egg holds wfcrawl/examples/shop.yaml).
-    bundled = bundled_document(path)
-    text, name = (bundled, f"bundled:{path}") if bundled is not None else (read_document(path), str(path))
-    # `scrapy crawl` checks the document before the crawl starts, then the spider
-    # loads it: the same text and options compile once (a Plan is immutable).
-    key = (text, name, options["base_url"], options["script_modules"])
-    plan = _compiled.get(key)
-    if plan is None:
-        plan = load_text(text, name, **options)
-        _compiled.clear()
-        _compiled[key] = plan
-    missing = [name for name in plan.env_names if name not in os.environ]
-    if missing:
-        raise ConfigurationError(
-            f"{path}: form values come from environment variable(s) that are not set: "
-            + ", ".join(missing)
-        )
-    return plan, {"text": text, "name": name, "options": options}
-
-
-ASYNCIO_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
-
-#: The last Plan compiled by _load_for_crawl, by (text, name, base_url, script modules).
-_compiled: dict[tuple[Any, ...], Plan] = {}
-
-
-def _asyncio_reactor(settings: BaseSettings) -> bool:
-    """Whether the crawl runs on asyncio (parse workers need its event loop)."""
-    if is_reactor_installed():
-        return is_asyncio_reactor_installed()
-    return settings.get("TWISTED_REACTOR") in (None, "", ASYNCIO_REACTOR)  # installed later, by the crawler process
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -127,6 +66,8 @@ class WorkflowSpider(Spider):
     parse_pool: ParsePool | None = None
     _offloaded: frozenset[str] = frozenset()
     _parse_document: dict[str, Any]
+    memory: CrawlMemory
+    _filled: dict[str, tuple[tuple[str, str], ...]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -134,7 +75,7 @@ class WorkflowSpider(Spider):
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> WorkflowSpider:
-        plan, document = _load_for_crawl(crawler.settings, kwargs)
+        plan, document = load_for_crawl(crawler.settings, kwargs)
         spider: WorkflowSpider = super().from_crawler(crawler, *args, **kwargs)
         spider.plan = plan
         spider.execution_id = kwargs.get("execution_id") or uuid.uuid4().hex[:12]
@@ -146,32 +87,21 @@ class WorkflowSpider(Spider):
         apply_workflow_policy(crawler.settings, plan)
         apply_render_policy(crawler.settings, plan)  # before the add-on installs the browser
         spider._parse_document = document
-        if crawler.settings.getint("WFCRAWL_PARSE_WORKERS") > 0:
+        spider.memory = CrawlMemory(plan)
+        # The fields whose fill rate the workflow expects: counted per item (wfcrawl.outcome).
+        spider._filled = {
+            item_type: tuple((name, filled_stat(item_type, name)) for name in want.fill_rates)
+            for item_type, want in plan.expect.items.items() if want.fill_rates
+        }
+        if read(crawler.settings, "WFCRAWL_PARSE_WORKERS") > 0:
             crawler.signals.connect(spider._open_parse_workers, signal=signals.spider_opened)
         return spider
 
     def _open_parse_workers(self) -> None:
-        """Set up the parse workers (settings are final now, add-ons applied)."""
-        settings = self.crawler.settings
-        size = settings.getint("WFCRAWL_PARSE_WORKERS")
-        if size <= 0:
-            return
-        offloaded = frozenset(name for name, phase in self.plan.phases.items() if phase.offloadable)
-        if not offloaded:
-            logger.info("WFCRAWL_PARSE_WORKERS: no phase of %s can be parsed in a worker (script and form "
-                        "nodes run in the crawl process)", self.plan.name, extra={"spider": self})
-            return
-        level = logging.getLevelName(str(settings.get("LOG_LEVEL", "DEBUG")).upper())
-        stats = self.crawler.stats
-        self._offloaded = offloaded
-        self.parse_pool = ParsePool(
-            size, {**self._parse_document, "log_level": level if isinstance(level, int) else logging.DEBUG},
-            max_restarts=settings.getint("WFCRAWL_PARSE_WORKER_RESTARTS"),
-            count=lambda key: stats.inc_value(key),
-        )
-        self.crawler.signals.connect(self._close_parse_workers, signal=signals.spider_closed)
-        logger.info("Parsing the pages of phase(s) %s in %d parse worker(s)", ", ".join(sorted(offloaded)), size,
-                    extra={"spider": self})
+        opened = open_parse_workers(self, self._parse_document)
+        if opened is not None:
+            self.parse_pool, self._offloaded = opened
+            self.crawler.signals.connect(self._close_parse_workers, signal=signals.spider_closed)
 
     async def _close_parse_workers(self) -> None:
         assert self.parse_pool is not None
@@ -182,24 +112,32 @@ class WorkflowSpider(Spider):
     async def start(self) -> AsyncIterator[Any]:
         self.crawler.stats.set_value("wfcrawl/workflow", self.plan.name)
         self.crawler.stats.set_value("wfcrawl/execution_id", self.execution_id)
+        # Which wfcrawl runs: a scrapyd host may hold an installed copy besides the deployed egg.
+        logger.info("Crawling workflow %s (execution %s) with wfcrawl %s from %s", self.plan.name, self.execution_id,
+                    wfcrawl.__version__, os.path.dirname(os.path.dirname(wfcrawl.__file__ or "")),
+                    extra={"spider": self})
         for start in self.plan.start_urls:
             yield self._request(start.url, start.phase, start.marker, (start.marker,), 0, None, 0)
 
     def _request(
         self, url: str, phase: str, marker: str, markers: tuple[str, ...], depth: int,
         page: int | None, priority: int, render: Mapping[str, Any] | None = None,
+        variables: Mapping[str, Any] | None = None, dont_filter: bool = False,
     ) -> Request:
         meta: dict[str, Any] = {
             meta_keys.PHASE: phase, meta_keys.MARKER: marker, meta_keys.MARKERS: list(markers), meta_keys.DEPTH: depth,
         }
         if page is not None:
             meta[meta_keys.PAGE] = page
+        if variables:
+            meta[meta_keys.VARS] = dict(variables)
         # A node's render block wins over the target phase's; the plan's dict is
         # shared by all its requests (plain data, never mutated).
         render = render if render is not None else self.plan.phases[phase].render
         if render is not None:
             meta[meta_keys.RENDER] = render
-        return Request(url, callback=self.parse, errback=self.on_error, meta=meta, priority=priority)
+        return Request(url, callback=self.parse, errback=self.on_error, meta=meta, priority=priority,
+                       dont_filter=dont_filter)
 
     def _follow(self, link: Link, phase: Phase, page: Page) -> Request | None:
         stats = self.crawler.stats
@@ -211,50 +149,22 @@ class WorkflowSpider(Spider):
         if self.plan.max_depth is not None and depth > self.plan.max_depth:
             stats.inc_value("wfcrawl/links/dropped/max_depth")
             return None
+        if link.refetch is not None and not self.memory.refetch_allowed(link):
+            stats.inc_value("wfcrawl/links/dropped/refetch")
+            return None
         stats.inc_value("wfcrawl/links/scheduled")
         chain = page.markers if page.markers[-1] == link.marker else (*page.markers, link.marker)
+        variables = {**page.variables, **link.values} if link.values else page.variables
         return self._request(link.url, transition.to, link.marker, chain, depth, link.page, transition.priority,
-                             link.render)
-
-    def _form_request(self, submit: FormSubmit, response: TextResponse, page: Page) -> Request | None:
-        """The submission of a form of the page (hidden fields such as CSRF
-        tokens and __VIEWSTATE carried over), built with form2request, the
-        successor of ``FormRequest.from_response``."""
-        node = submit.node
-        if node.xpath:
-            forms = response.xpath(node.xpath)
-        else:
-            forms = response.css(node.css or "form")
-        form = forms[0] if forms else None
-        click: Any = None
-        if form is not None and node.click:
-            buttons = form.xpath(".//*[@name=$name][@type='submit' or self::button]", name=node.click)
-            click = buttons[0].root if buttons else None
-        if form is None or (node.click and click is None) or form.root.tag != "form":
-            self.crawler.stats.inc_value("wfcrawl/forms/not_found")
-            self.warn_once(("form", node.label), "Form node %s found no form%s at %s", node.label,
-                           f" with a submit control {node.click!r}" if node.click else "", response.url)
-            return None
-        data = dict(node.fields)
-        for field_name, env_name in node.env.items():
-            data[field_name] = os.environ[env_name]
-        meta = {meta_keys.PHASE: node.phase, meta_keys.MARKER: node.marker, meta_keys.MARKERS: [*page.markers, node.marker],
-                meta_keys.DEPTH: page.depth + 1}
-        if self.plan.phases[node.phase].render is not None:
-            meta[meta_keys.RENDER] = self.plan.phases[node.phase].render
-        self.crawler.stats.inc_value("wfcrawl/forms/submitted")
-        request: Request = form2request(form, data, click=click).to_scrapy(
-            callback=self.parse, errback=self.on_error, meta=meta, dont_filter=True,
-        )
-        return request
-
-    # ------------------------------------------------------------ responses
+                             link.render, variables, dont_filter=link.refetch is not None)
 
     def parse(self, response: Response, **kwargs: Any) -> Iterable[Any] | Coroutine[Any, Any, list[Any]]:
         meta = response.meta
         phase = self.plan.phases[meta[meta_keys.PHASE]]
         stats = self.crawler.stats
         stats.inc_value(f"wfcrawl/pages/{phase.name}")
+        if meta[meta_keys.DEPTH] == 0:
+            stats.inc_value("wfcrawl/start_requests/fetched")
         if phase.when_marker is not None and meta[meta_keys.MARKER] not in phase.when_marker:
             stats.inc_value("wfcrawl/pages/skipped/marker")
             return ()
@@ -268,6 +178,7 @@ class WorkflowSpider(Spider):
         page = Page(
             response, phase=phase.name, marker=meta[meta_keys.MARKER], markers=tuple(meta[meta_keys.MARKERS]),
             depth=meta[meta_keys.DEPTH], page_number=meta.get(meta_keys.PAGE), reporter=self,
+            variables=meta.get(meta_keys.VARS), settings=self.crawler.settings,
         )
         if self.parse_pool is not None and phase.name in self._offloaded:
             # A coroutine: Scrapy awaits it (asyncio reactor) while this process goes on downloading.
@@ -275,30 +186,10 @@ class WorkflowSpider(Spider):
         return self._outputs(phase.run(page), response, phase, page)
 
     async def _parse_in_worker(self, response: TextResponse, phase: Phase, page: Page) -> list[Any]:
-        """Parse ``page`` in a parse worker (``WFCRAWL_PARSE_WORKERS``); same outputs,
-        stats and warnings as in this process."""
+        """Parse ``page`` in a parse worker (``WFCRAWL_PARSE_WORKERS``), or here if none can."""
         assert self.parse_pool is not None
-        stats = self.crawler.stats
-        try:
-            result = await self.parse_pool.parse(response, page)
-        except ParseWorkerCrashedError as exc:
-            # Two workers died with this page in hand: do not risk this process too.
-            stats.inc_value("wfcrawl/pages/error/parse_worker")
-            logger.error("Page dropped: %s", exc, extra={"spider": self})
-            return []
-        except ParsePoolUnavailableError:
-            stats.inc_value("wfcrawl/parse_workers/fallback")
-            return list(self._outputs(phase.run(page), response, phase, page))
-        for name, level, msg in result.logs:
-            logging.getLogger(name).log(level, "%s", msg, extra={"spider": self})
-        if result.error is not None:
-            raise RuntimeError(f"parse worker failed on {response.url}:\n{result.error}")
-        stats.inc_value("wfcrawl/parse_workers/pages")
-        for key, n in result.counts.items():
-            stats.inc_value(key, n)
-        for key, msg, args in result.warnings:
-            self.warn_once(key, msg, *args)
-        return list(self._outputs(result.outputs, response, phase, page))
+        outputs = await parse_in_worker(self, self.parse_pool, response, page)
+        return list(self._outputs(phase.run(page) if outputs is None else outputs, response, phase, page))
 
     def _outputs(
         self, outputs: Iterable[Item | Link | FormSubmit | NodeFailure], response: TextResponse,
@@ -307,12 +198,20 @@ class WorkflowSpider(Spider):
         """Items and requests from the outputs of a phase's nodes."""
         stats = self.crawler.stats
         provenance: dict[str, Any] | None = None
+        if phase.name in self.memory.phases:
+            outputs = self.memory.sift(phase.name, list(outputs), stats.inc_value)
         for out in outputs:
             if isinstance(out, Item):
+                if self.memory.duplicate(out):
+                    stats.inc_value(f"wfcrawl/items/dropped/duplicate/{out.type}")
+                    continue
                 if provenance is None:
                     provenance = self._provenance(page)
                 stats.inc_value(f"wfcrawl/items/{out.type}")
                 data = out.data
+                for name, key in self._filled.get(out.type, ()):
+                    if data.get(name) not in EMPTY_VALUES:
+                        stats.inc_value(key)
                 data["_type"] = out.type
                 data["_meta"] = provenance
                 yield data
@@ -321,7 +220,7 @@ class WorkflowSpider(Spider):
                 if request is not None:
                     yield request
             elif isinstance(out, FormSubmit):
-                request = self._form_request(out, response, page)
+                request = form_request(self, out, page)
                 if request is not None:
                     yield request
             elif isinstance(out, NodeFailure):
@@ -367,6 +266,8 @@ class WorkflowSpider(Spider):
         self.crawler.stats.inc_value("wfcrawl/pages/failed")
         self.crawler.stats.inc_value(f"wfcrawl/pages/failed/{reason}")
         request = getattr(failure, "request", None)
+        if request is not None and request.meta.get(meta_keys.DEPTH) == 0:
+            self.crawler.stats.inc_value("wfcrawl/start_requests/failed")
         logger.debug("Page failed (%s): %s", reason, request.url if request else "?", extra={"spider": self})
 
     # ------------------------------------------------------------ Reporter

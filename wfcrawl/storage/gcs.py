@@ -24,8 +24,7 @@ import json
 import re
 from typing import Any
 
-from wfcrawl.exceptions import ConfigurationError
-from wfcrawl.storage.connection import first_line
+from wfcrawl.exceptions import ConfigurationError, first_line
 
 #: Bucket names as GCS accepts them (dotted names up to 222 characters).
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")

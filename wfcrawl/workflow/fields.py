@@ -1,7 +1,7 @@
 """Compiled field extractors.
 
 A field turns a context (an lxml element or a JSON value) into a value:
-select -> attribute/text -> normalise whitespace -> regex -> join -> coerce ->
+select -> attribute/text -> split -> normalise whitespace -> regex -> join -> coerce ->
 first or all -> default. Composite fields build nested objects, lists of
 objects and key-value dicts from the same pieces.
 """
@@ -18,6 +18,7 @@ from urllib.parse import urljoin
 
 from lxml import etree
 
+from wfcrawl.workflow.regex import Regex
 from wfcrawl.workflow.selectors import Selection, text_of
 
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?|[-+]?\.\d+")
@@ -127,11 +128,13 @@ class Field:
     has_const: bool = False
     var: str | None = None
     attr: str | None = None
-    regex: re.Pattern[str] | None = None
+    regex: Regex | None = None
     group: int | str = 0
     many: bool = False
     join: str | None = None
     normalize: bool = True
+    #: Split each text value at this separator into several values (then normalise, regex).
+    split: str | None = None
     coerce: Callable[[Any, str | None, str], Any] = _coerce_string
     format: str | None = None
     default: Any = None
@@ -202,7 +205,7 @@ class Field:
         else:
             found = [context]
         out: list[Any] = []
-        attr, normalize, regex = self.attr, self.normalize, self.regex
+        attr, split = self.attr, self.split
         for item in found:
             if type(item) is str:
                 pass  # text() and @attr results: nothing to take out of an element
@@ -213,22 +216,28 @@ class Field:
             else:
                 item = text_of(item)
             if isinstance(item, str):
-                if normalize:
-                    # = re.sub(r"\s+", " ", item).strip(): the same whitespace, faster
-                    item = " ".join(item.split())
-                    if not item:
-                        continue
-                if regex is not None:
-                    match = regex.search(item)
-                    if match is None:
-                        continue
-                    item = match.group(self.group)
-                    if item is None:
-                        continue
-            elif item is None:
-                continue
-            out.append(item)
+                for piece in (item,) if split is None else item.split(split):
+                    text = self._clean(piece)
+                    if text is not None:
+                        out.append(text)
+            elif item is not None:
+                out.append(item)
         return out
+
+    def _clean(self, text: str) -> str | None:
+        """Whitespace normalised, then the regex's match (None: nothing left)."""
+        if self.normalize:
+            # = re.sub(r"\s+", " ", text).strip(): the same whitespace, faster
+            text = " ".join(text.split())
+            if not text:
+                return None
+        if self.regex is not None:
+            match = self.regex.search(text)
+            if match is None:
+                return None
+            found: str | None = match.group(self.group)
+            return found
+        return text
 
 
 def extract_object(fields: tuple[Field, ...], context: Any, scope: Scope) -> dict[str, Any]:

@@ -3,11 +3,14 @@
 A :class:`Selection` is applied to a *context*: an lxml element for HTML (the
 document root or a row element) or a decoded JSON value. CSS is translated to
 XPath at load time and every XPath is compiled with ``lxml.etree.XPath``, so
-nothing is parsed per response.
+nothing is parsed per response. The EXSLT ``re:`` functions are wfcrawl's,
+on RE2 (:mod:`wfcrawl.workflow.regex`), never lxml's (Python's backtracking
+``re``); a literal pattern given to one is checked at load.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,14 +19,18 @@ import jmespath
 from lxml import etree
 from parsel.csstranslator import HTMLTranslator
 
+from wfcrawl.workflow.regex import EXSLT_RE, XPATH_EXTENSIONS, RegexError, compile_regex, describe
+
 _translator = HTMLTranslator()
 
 #: Namespaces parsel offers in XPath: EXSLT regular expressions and sets.
 XPATH_NAMESPACES = {
-    "re": "http://exslt.org/regular-expressions",
+    "re": EXSLT_RE,
     "set": "http://exslt.org/sets",
 }
 _RE_NAMESPACE = {"re": XPATH_NAMESPACES["re"]}
+#: Tokens of an XPath expression, enough to find the arguments of re: calls.
+_XPATH_TOKENS = re.compile(r"""'[^']*'|"[^"]*"|re:(?:test|match|replace)\s*\(|\S""")
 
 #: A small page every XPath is evaluated on once, at load (see _compile_xpath).
 _PROBE = etree.HTML("<html><head><title>t</title></head><body><div><p>x</p></div></body></html>")
@@ -54,9 +61,15 @@ def _compile_xpath(expression: str) -> Callable[[Any], list[Any]]:
     # QName has no spaces: without "set:" the prefix cannot occur), and those
     # are evaluated through a fresh evaluator each time, as parsel does.
     uses_sets = "set:" in expression
+    for pattern in _regex_literals(expression):
+        try:
+            compile_regex(pattern)
+        except RegexError as exc:
+            raise SelectionError(f"invalid XPath {expression!r}: {describe(pattern, exc)}") from None
     try:
         xpath = etree.XPath(
-            expression, namespaces=XPATH_NAMESPACES if uses_sets else _RE_NAMESPACE, smart_strings=False
+            expression, namespaces=XPATH_NAMESPACES if uses_sets else _RE_NAMESPACE,
+            extensions=XPATH_EXTENSIONS, regexp=False, smart_strings=False,
         )
     except etree.XPathSyntaxError as exc:
         raise SelectionError(f"invalid XPath {expression!r}: {exc}") from None
@@ -64,7 +77,9 @@ def _compile_xpath(expression: str) -> Callable[[Any], list[Any]]:
     if uses_sets:
 
         def evaluate(context: Any) -> Any:
-            return context.xpath(expression, namespaces=XPATH_NAMESPACES, smart_strings=False)
+            return etree.XPathElementEvaluator(
+                context, namespaces=XPATH_NAMESPACES, extensions=XPATH_EXTENSIONS, regexp=False, smart_strings=False,
+            )(expression)
 
     # Errors XPath 1.0 only reports when evaluating, whatever the page: a wrong
     # number of arguments, an unknown function or variable, a wrong argument type
@@ -84,6 +99,30 @@ def _compile_xpath(expression: str) -> Callable[[Any], list[Any]]:
         return [result]
 
     return apply
+
+
+def _regex_literals(expression: str) -> list[str]:
+    """The string literals given as the pattern (2nd argument) of re: calls."""
+    found: list[str] = []
+    calls: list[list[Any]] = []  # per open re: call: [paren depth, argument index, tokens of arg 2]
+    depth = 0
+    for token in _XPATH_TOKENS.findall(expression):
+        if token.startswith("re:"):
+            depth += 1
+            calls.append([depth, 0, []])
+        elif token == "(":
+            depth += 1
+        elif token == ")":
+            if calls and calls[-1][0] == depth:
+                _, _, pattern = calls.pop()
+                if len(pattern) == 1 and pattern[0][:1] in ("'", '"'):
+                    found.append(pattern[0][1:-1])
+            depth -= 1
+        elif token == "," and calls and calls[-1][0] == depth:
+            calls[-1][1] += 1
+        elif calls and calls[-1][1] == 1:
+            calls[-1][2].append(token)
+    return found
 
 
 def _compile_jmespath(expression: str) -> Callable[[Any], list[Any]]:

@@ -1,0 +1,376 @@
+"""The per-process half of the distributed crawl: local buffers, leases, crawl end.
+
+The engine talks to the queue synchronously (``push``/``pop``/``len``); none of
+that touches the network. A looping call on the reactor (every
+``WFCRAWL_REDIS_FLUSH_INTERVAL``) batches what happened into one
+:meth:`LeaseStore.sync` in a worker thread: new requests, releases of finished
+requests, lease renewals, and a request for more work.
+
+When is a leased request done? When the engine no longer has it in progress
+(see :mod:`wfcrawl.distributed.engine`): after its callback or errback, every
+request it yielded and every item it yielded. Its children are pushed before, or
+in the same script as, its release, so a process killed at any moment loses
+nothing: its unreleased leases expire and their pages are fetched again. With
+storage pipelines, the release also waits until the request's items are
+committed or uploaded (:mod:`wfcrawl.distributed.gate`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Container
+
+from scrapy import Request, signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DontCloseSpider
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+from scrapy.utils.reactor import CallLaterOnce
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from wfcrawl.distributed.config import RedisCrawlConfig
+from wfcrawl.distributed.engine import check_engine, in_progress, wake
+from wfcrawl.distributed.gate import ReleaseGate
+from wfcrawl.distributed.ops import LeaseStore, Push, SyncBatch, SyncResult
+from wfcrawl.durability import DurabilityTracker
+from wfcrawl.exceptions import RetryAbortedError
+from wfcrawl.utils.retry import RetryPolicy, async_retrying, retrying
+from wfcrawl.utils.threads import ThreadWorker
+
+logger = logging.getLogger(__name__)
+
+#: Longest pause between two attempts while Redis is unreachable.
+MAX_BACKOFF = 2.0
+#: How long a closing instance keeps trying to hand its state back.
+CLOSE_DEADLINE = 15.0
+
+
+def _transient(exc: BaseException) -> bool:
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return isinstance(exc, (ConnectionError, TimeoutError))  # BusyLoadingError is a ConnectionError
+
+
+class LeaseBroker:
+    """Buffers and leases of one process; see the module docstring.
+
+    Everything but :meth:`LeaseStore.sync` runs on the reactor thread.
+    """
+
+    def __init__(self, crawler: Crawler, store: LeaseStore, config: RedisCrawlConfig,
+                 decode: Callable[[bytes], Request]) -> None:
+        self.crawler = crawler
+        self.store = store
+        self.config = config
+        self.decode = decode
+        self.stats = crawler.stats
+        self._ready: deque[tuple[bytes, bytes]] = deque()  # leased, not handed out yet
+        self._handed: dict[bytes, Request] = {}  # handed to the engine, not done yet
+        self._pushes: list[Push] = []
+        self._releases: list[bytes] = []
+        self._returns: list[bytes] = []
+        self._token = ""
+        self._candidate = secrets.token_hex(8)
+        self._syncing = False
+        self._waiters: list[Deferred[None]] = []
+        self._last_sync = -1e9
+        self._last_renew = time.monotonic()
+        self._last_touch = -1e9
+        self._queued: int | None = None
+        self._finished = False
+        self._failed: str | None = None
+        self._failing_since: float | None = None
+        self._kick = CallLaterOnce(self._tick)
+        self._gate: ReleaseGate | None = None  # set at spider_opened when storage pipelines report
+        self._worker = ThreadWorker("wfcrawl-redis")
+        # Syncs are retried with backoff in the worker thread while Redis is unreachable
+        # (100 ms doubling to 2 s by default), given up after WFCRAWL_REDIS_UNAVAILABLE_TIMEOUT.
+        self._abort = threading.Event()
+        self._sync = retrying(
+            RetryPolicy(config.flush_interval * 2, MAX_BACKOFF, within=config.unavailable_timeout),
+            what="Redis is unreachable", log=logger, retry_if=_transient, on_retry=self._retried,
+            hop=ThreadWorker.to_reactor, abort=self._abort,
+        )
+        self._loop = task.LoopingCall(self._tick)
+        # Created by the scheduler's open(), when the engine slot exists: a
+        # Scrapy without it must fail here, at start, not lose leases later.
+        check_engine(crawler.engine)
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.spider_idle, signal=signals.spider_idle)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+        self.stats.set_value("wfcrawl/redis/instance", store.instance)
+
+    # ------------------------------------------------------------ engine side
+
+    def push(self, push: Push) -> None:
+        self._pushes.append(push)
+        if self._running_low():
+            self._kick_soon()
+
+    def pop(self) -> Request | None:
+        while self._ready:
+            member, payload = self._ready.popleft()
+            try:
+                request = self.decode(payload)
+            except Exception:
+                # Not ours to guess: the request is dropped, loudly, and counted.
+                self.stats.inc_value("wfcrawl/scheduler/invalid")
+                logger.exception("Dropping a request from Redis that cannot be decoded: %r", payload[:200])
+                self._releases.append(member)
+                continue
+            self._handed[member] = request
+            if self._running_low():
+                self._kick_soon()
+            return request
+        return None
+
+    def _running_low(self) -> bool:
+        # Below half the prefetch the engine may soon wait: refill now, not at the next tick.
+        return len(self._ready) <= self.config.prefetch // 2
+
+    def _kick_soon(self) -> None:
+        if not self._syncing and self._failed is None:
+            self._kick.schedule()  # a kick already scheduled stays the only one
+
+    def ready_count(self) -> int:
+        return len(self._ready)
+
+    def _local_empty(self) -> bool:
+        return not (self._pushes or self._releases or self._returns or self._ready or self._handed or self._gate)
+
+    def _want(self) -> int:
+        if self._gate is not None and self._gate.full:
+            return 0  # WFCRAWL_REDIS_RELEASE_MAX_HELD: no new work until releases leave
+        return max(0, self.config.concurrency + self.config.prefetch - len(self._ready) - len(self._handed))
+
+    def _inprogress(self) -> Container[Request] | None:
+        return in_progress(self.crawler.engine)
+
+    def _wake_engine(self) -> None:
+        wake(self.crawler.engine)
+
+    def _collect_done(self) -> None:
+        inprogress = self._inprogress()
+        if inprogress is None or not self._handed:
+            return
+        done = [m for m, r in self._handed.items() if r not in inprogress]
+        for member in done:
+            del self._handed[member]
+        if self._gate is None:
+            self._releases.extend(done)
+        else:
+            self._releases.extend(self._gate.finish(done, time.monotonic()))
+
+    # ------------------------------------------------------------ signals
+
+    def spider_opened(self) -> None:
+        # Storage pipelines registered when they were built (before the spider opened).
+        tracker = DurabilityTracker.of(self.crawler)
+        if self.config.durable_release and tracker is not None and tracker.stores:
+            self._gate = ReleaseGate(tracker, self.stats, max_wait=self.config.release_max_wait,
+                                     max_held=self.config.release_max_held)
+        self._worker.start()
+        self._loop.start(self.config.flush_interval, now=True)
+
+    def spider_idle(self) -> None:
+        if self._failed is not None:
+            return
+        self._collect_done()
+        if self._finished and self._local_empty() and not self._syncing:
+            return  # the shared crawl has no queued and no leased request: done
+        raise DontCloseSpider
+
+    async def spider_closed(self, reason: str) -> None:
+        if self._loop.running:
+            self._loop.stop()
+        self._kick.cancel()
+        self._abort.set()  # a sync still retrying stops: what it carried is handed back below
+        await self._wait_for_sync()
+        if self._failed != "redis_state_lost":
+            await self._hand_back()
+        self._worker.stop()
+
+    # ------------------------------------------------------------ sync loop
+
+    def _tick(self) -> None:
+        if self._failed is not None:
+            return
+        self._collect_done()
+        now = time.monotonic()
+        if self._gate is not None and self._gate:
+            idle = not (self._handed or self._ready or self._queued)
+            self._releases.extend(self._gate.ready(now, idle=idle))
+        if self._syncing:
+            return
+        if self._sync_due(now):
+            self._start_sync(now)
+
+    def _sync_due(self, now: float) -> bool:
+        if self._pushes or self._releases or self._returns:
+            return True
+        if (self._ready or self._handed or self._gate) and now - self._last_renew >= self.config.renew_interval:
+            return True
+        if self._want() > 0:
+            # Work is known to wait: take it now; otherwise poll at the idle pace.
+            return bool(self._queued) or self._queued is None or now - self._last_sync >= self.config.idle_poll
+        return False
+
+    def _batch(self, now: float, want: int) -> tuple[SyncBatch, bool]:
+        renew = now - self._last_renew >= self.config.renew_interval
+        batch = SyncBatch(
+            token=self._token, want=want, pushes=self._pushes, releases=self._releases,
+            returns=self._returns, touch=now - self._last_touch >= self.config.renew_interval,
+        )
+        if renew:
+            batch.renewals = [m for m, _ in self._ready] + list(self._handed)
+            if self._gate is not None:
+                batch.renewals.extend(self._gate)  # held releases: still ours until released
+        self._pushes, self._releases, self._returns = [], [], []
+        return batch, renew
+
+    def _start_sync(self, now: float) -> None:
+        local_empty = self._local_empty()
+        batch, renew = self._batch(now, self._want())
+        self._syncing = True
+        d = self._worker.call(self._sync, self.store.sync, batch, self._candidate)
+        d.addCallbacks(self._synced, self._sync_failed, callbackArgs=(batch, now, renew, local_empty),
+                       errbackArgs=(batch,))
+        d.addErrback(lambda f: logger.error("Redis sync bookkeeping failed: %s", f.getTraceback()))
+
+    def _synced(self, result: SyncResult, batch: SyncBatch, started: float, renew: bool, local_empty: bool) -> None:
+        self._syncing = False
+        self._notify()
+        self.stats.inc_value("wfcrawl/redis/calls")
+        if self._failing_since is not None:
+            logger.warning("Redis is reachable again after %.1f s", time.monotonic() - self._failing_since)
+        self._failing_since = None
+        if result.lost_state:
+            self._fail("redis_state_lost", "the crawl's state in Redis is gone (Redis restarted without "
+                       "persistence, or the keys were deleted); this instance stops: nothing it did is lost, "
+                       "but the crawl cannot complete from this state")
+            return
+        self._token = result.token
+        self._last_sync = time.monotonic()
+        if renew:
+            self._last_renew = started
+        if batch.touch:
+            self._last_touch = started
+        self._queued = result.queued
+        self._count(result)
+        if result.lost_leases:
+            lost = set(result.lost_leases)
+            # Not started yet: someone else has them now. Started ones run to the end.
+            self._ready = deque(item for item in self._ready if item[0] not in lost)
+        self._ready.extend(result.got)
+        self._finished = local_empty and not result.got and result.queued == 0 and result.leased == 0
+        logger.debug(
+            "Redis sync: queued=%d leased=%d pushed=%d released=%d got=%d finished=%s",
+            result.queued, result.leased, result.pushed, result.released, len(result.got), self._finished,
+        )
+        if result.got or self._finished:
+            self._wake_engine()
+        if self._running_low() and (self._pushes or self._releases):
+            self._kick_soon()  # work piled up during the call and the engine may starve
+
+    def _count(self, result: SyncResult) -> None:
+        for key, value in (
+            ("pushed", result.pushed), ("filtered/shared", result.duplicates), ("released", result.released),
+            ("requeued", result.requeued), ("returned", result.returned), ("leased", len(result.got)),
+            ("leases_lost", len(result.lost_leases)),
+        ):
+            if value:
+                self.stats.inc_value(f"wfcrawl/scheduler/{key}", value)
+
+    def _retried(self, exc: BaseException, delay: float) -> None:
+        self.stats.inc_value("wfcrawl/redis/errors")
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+
+    def _put_back(self, batch: SyncBatch) -> None:
+        # In front: order matters (children before their parents' release).
+        self._pushes[:0] = batch.pushes
+        self._releases[:0] = batch.releases
+        self._returns[:0] = batch.returns
+
+    def _sync_failed(self, failure: Failure, batch: SyncBatch) -> None:
+        self._syncing = False
+        self._notify()
+        self._put_back(batch)
+        exc = failure.value
+        if isinstance(exc, RetryAbortedError):
+            return  # closing: _hand_back sends it
+        self.stats.inc_value("wfcrawl/redis/errors")
+        if exc is None or not _transient(exc):
+            logger.error("Redis call failed: %s", failure.getTraceback())
+            self._fail("redis_error", f"Redis answered with an error: {exc}")
+            return
+        since = time.monotonic() - (self._failing_since or time.monotonic())
+        self._fail("redis_unavailable", f"Redis has been unreachable for {since:.0f} s "
+                   f"(WFCRAWL_REDIS_UNAVAILABLE_TIMEOUT): {exc}")
+
+    def _fail(self, reason: str, message: str) -> None:
+        self._failed = reason
+        logger.error("Distributed crawl failed (%s): %s", reason, message)
+        engine = self.crawler.engine
+        if engine is not None and engine.spider is not None:
+            deferred_from_coro(engine.close_spider_async(reason=reason))
+
+    def _notify(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    async def _wait_for_sync(self) -> None:
+        if self._syncing:
+            d: Deferred[None] = Deferred()
+            self._waiters.append(d)
+            await maybe_deferred_to_future(d)
+
+    async def _hand_back(self) -> None:
+        """Closing: push what is buffered, release what is done, return the rest.
+
+        The item pipelines closed before (Scrapy closes the scraper before it
+        sends ``spider_closed``), so held releases are durable unless a store gave
+        up on some writes: those requests go back to the queue, not released.
+        """
+        self._collect_done()
+        if self._gate is not None:
+            durable, pending = self._gate.drain()
+            self._releases.extend(durable)
+            self._returns.extend(pending)
+        self._returns.extend(m for m, _ in self._ready)
+        self._returns.extend(self._handed)  # not done (forced shutdown): back to the queue
+        self._ready.clear()
+        self._handed.clear()
+        deadline = time.monotonic() + min(CLOSE_DEADLINE, self.config.unavailable_timeout)
+        retry = async_retrying(RetryPolicy(0.1, MAX_BACKOFF), what="Redis hand-back failed", log=logger,
+                               retry_if=_transient, deadline=lambda: deadline)
+        while not self._local_empty():
+            try:
+                result: SyncResult = await retry(self._hand_back_once)
+            except Exception as exc:
+                logger.error(
+                    "Could not hand back %d requests and %d leases to Redis (%s): the leases come back "
+                    "to the queue after WFCRAWL_REDIS_LEASE_TTL; pages whose children were not pushed "
+                    "are fetched again", len(self._pushes), len(self._releases) + len(self._returns), exc,
+                )
+                return
+            self.stats.inc_value("wfcrawl/redis/calls")
+            if result.lost_state:
+                logger.error("The crawl's state in Redis is gone; nothing was handed back")
+                return
+            self._count(result)
+
+    async def _hand_back_once(self) -> SyncResult:
+        batch, _ = self._batch(time.monotonic(), 0)
+        batch.renewals = []
+        try:
+            return await self._worker.run(self.store.sync, batch, self._candidate)
+        except Exception:
+            self._put_back(batch)
+            raise

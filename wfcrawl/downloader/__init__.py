@@ -1,1 +1,0 @@
-"""Download handlers (``DOWNLOAD_HANDLERS``) wfcrawl offers besides Scrapy's defaults."""

@@ -1,0 +1,1 @@
+"""wfcrawl's item pipelines: validation, PostgreSQL, Cloud Storage (docs/storage.md)."""

@@ -1,0 +1,1 @@
+"""What keeps documents from someone else from making this machine connect where they should not."""

@@ -1,0 +1,1 @@
+"""PostgreSQL: connections safe behind PgBouncer, migrations, item writes, executions, spill files."""
