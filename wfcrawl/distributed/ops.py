@@ -35,6 +35,8 @@ class SyncBatch:
     renewals: list[bytes] = field(default_factory=list)
     returns: list[bytes] = field(default_factory=list)
     touch: bool = False
+    #: Put expired leases (of dead instances) back in the queue in this call.
+    reap: bool = True
 
     def is_empty(self) -> bool:
         return not (self.pushes or self.releases or self.returns)
@@ -42,6 +44,8 @@ class SyncBatch:
 
 @dataclass(frozen=True)
 class SyncResult:
+    """What one sync did; ``leased`` (all instances' leases) is -1 unless ``queued`` is 0."""
+
     lost_state: bool
     token: str
     queued: int = 0
@@ -78,7 +82,8 @@ class LeaseStore:
         """Push, release, renew, return and lease in one atomic step."""
         args: list[Any] = [
             batch.token, candidate or batch.token or "-", self.instance, self.ttl_ms, batch.want,
-            self.mode, self.key_ttl, 1 if batch.touch else 0, self.order, len(batch.pushes),
+            self.mode, self.key_ttl, 1 if batch.touch else 0, self.order, 1 if batch.reap else 0,
+            len(batch.pushes),
         ]
         for push in batch.pushes:
             args += [push.score, len(push.filter_args), *push.filter_args, push.payload]
