@@ -39,6 +39,7 @@ from wfcrawl.distributed.engine import check_engine, in_progress, wake
 from wfcrawl.distributed.gate import ReleaseGate
 from wfcrawl.distributed.ops import LeaseStore, Push, SyncBatch, SyncResult
 from wfcrawl.distributed.pacing import POLL_START, REAP_INTERVAL, Pacer
+from wfcrawl.distributed.stalls import StallMonitor
 from wfcrawl.durability import DurabilityTracker
 from wfcrawl.exceptions import RetryAbortedError
 from wfcrawl.utils.retry import RetryPolicy, async_retrying, retrying
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 MAX_BACKOFF = 2.0
 #: How long a closing instance keeps trying to hand its state back.
 CLOSE_DEADLINE = 15.0
+#: How a scheduler call is named in ``Slow Redis call:`` warnings.
+SYNC_CALL = "EVALSHA (scheduler sync script)"
 
 
 def _transient(exc: BaseException) -> bool:
@@ -91,6 +94,8 @@ class LeaseBroker:
         self._kick = CallLaterOnce(self._tick)
         self._pacer = Pacer(config)
         self._renew_now = False  # set after a slow call: renew at once, leases may be near their end
+        self._monitor = StallMonitor(self.stats, config.stall_warning, hop=ThreadWorker.to_reactor,
+                                     on_stall=self._stalled)
         self._gate: ReleaseGate | None = None  # set at spider_opened when storage pipelines report
         self._worker = ThreadWorker("wfcrawl-redis")
         # Syncs are retried with backoff in the worker thread while Redis is unreachable
@@ -257,7 +262,7 @@ class LeaseBroker:
         local_empty = self._local_empty()
         batch, renew = self._batch(now, self._want())
         self._syncing = True
-        d = self._worker.call(self._sync, self.store.sync, batch, self._candidate)
+        d = self._worker.call(self._sync, self._monitor.call, SYNC_CALL, self.store.sync, batch, self._candidate)
         d.addCallbacks(self._synced, self._sync_failed, callbackArgs=(batch, now, renew, local_empty),
                        errbackArgs=(batch,))
         d.addErrback(lambda f: logger.error("Redis sync bookkeeping failed: %s", f.getTraceback()))
@@ -287,6 +292,10 @@ class LeaseBroker:
         self._count(result)
         if result.lost_leases:
             self._forget(set(result.lost_leases))
+            logger.warning(
+                "%d leases of this instance expired before they were renewed (Redis or this process "
+                "stalled for about WFCRAWL_REDIS_LEASE_TTL): other instances fetch those pages again",
+                len(result.lost_leases))
         self._ready.extend(result.got)
         if batch.want:
             self._pacer.found(len(result.got))
@@ -301,6 +310,10 @@ class LeaseBroker:
             self._wake_engine()
         if self._running_low() and (self._pushes or self._releases):
             self._kick_soon()  # work piled up during the call and the engine may starve
+
+    def _stalled(self) -> None:
+        self._renew_now = True
+        self._kick_soon()
 
     def _forget(self, lost: set[bytes]) -> None:
         """Leases that expired and went back to the queue: someone else has them now.
@@ -410,7 +423,7 @@ class LeaseBroker:
         batch, _ = self._batch(time.monotonic(), 0)
         batch.renewals = []
         try:
-            return await self._worker.run(self.store.sync, batch, self._candidate)
+            return await self._worker.run(self._monitor.call, SYNC_CALL, self.store.sync, batch, self._candidate)
         except Exception:
             self._put_back(batch)
             raise
