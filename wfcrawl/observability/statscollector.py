@@ -122,6 +122,8 @@ RULES: tuple[Rule, ...] = (
     Rule("wfcrawl/ratelimit/errors", "wfcrawl_ratelimit_errors_total", COUNTER, "Shared rate-limit calls that failed (per-process delay used)."),
     Rule("wfcrawl/redis/calls", "wfcrawl_redis_calls_total", COUNTER, "Round trips to Redis."),
     Rule("wfcrawl/redis/errors", "wfcrawl_redis_errors_total", COUNTER, "Failed round trips to Redis."),
+    Rule("wfcrawl/redis/stalls", "wfcrawl_redis_stalls_total", COUNTER, "Scheduler calls to Redis slower than WFCRAWL_REDIS_STALL_WARNING."),
+    Rule("wfcrawl/redis/stall_max", "wfcrawl_redis_stall_max_seconds", GAUGE, "The slowest such call (seconds)."),
     # --- validation, SSRF guard, rendering
     Rule("wfcrawl/validation/invalid", "", IGNORE),
     Rule(rf"wfcrawl/validation/invalid/(?P<type>{_NAME})/(?P<reason>.+)", "wfcrawl_items_invalid_total", COUNTER, "Items failing their JSON Schema, by type and reason."),
