@@ -23,7 +23,7 @@ from tests.test_scheduler_pacing import Site
 from wfcrawl.distributed.broker import LeaseBroker
 from wfcrawl.distributed.config import Keys, RedisCrawlConfig
 from wfcrawl.distributed.connection import DEFAULT_PARAMS, shared_client
-from wfcrawl.distributed.ops import LeaseStore, Push
+from wfcrawl.distributed.ops import LeaseStore, Push, SyncBatch
 from wfcrawl.settings.defaults import DEFAULTS
 
 pytestmark = pytest.mark.requires_redis
@@ -138,9 +138,7 @@ def test_a_lost_lease_is_counted_once_and_never_renewed_again(caplog: pytest.Log
         assert (len(b._handed), len(b._ready)) == (2, 1)
         time.sleep(1.3)  # the instance stalls past its lease TTL; another one takes the leases back
         other = LeaseStore(redis_client(), b.store.keys, instance="b", lease_ttl=30)
-        assert other.sync(SimpleNamespace(  # type: ignore[arg-type]
-            token=b._token, want=0, pushes=[], releases=[], renewals=[], returns=[], touch=False, reap=True),
-        ).requeued == 3
+        assert other.sync(SyncBatch(token=b._token)).requeued == 3
         stats = b.crawler.stats
         assert stats is not None
         with caplog.at_level(logging.WARNING):
@@ -186,3 +184,55 @@ def test_an_instance_frozen_past_its_leases_loses_them_once(tmp_path: Path, priv
     assert twice <= held and len(items) - len(site.expected) <= held, (twice, held)
     lost = outs[0].stats.get("wfcrawl/scheduler/leases_lost", 0)
     assert 1 <= lost <= outs[1].stats.get("wfcrawl/scheduler/requeued", 0) <= held
+
+
+def test_leases_taken_by_a_call_whose_reply_was_lost_go_back_at_once() -> None:
+    prefix = f"wfcrawl-test-{uuid.uuid4().hex[:8]}"
+    try:
+        b, _ = broker(prefix, CONCURRENT_REQUESTS=2, WFCRAWL_REDIS_PREFETCH=0)
+        for url in ("http://a/1", "http://a/2", "http://a/3"):
+            b.push(Push(0, (url.encode(),), url.encode()))
+        sync(b)
+        assert len(b._ready) == 2
+        # The next call runs in Redis, but its reply never comes (a timeout): two leases nobody knows of.
+        lost_reply = b.store.sync(SyncBatch(token=b._token, want=2), b._candidate)
+        assert len(lost_reply.got) == 1
+        b._retried(TimeoutError("Timeout reading from socket"), 0.1)
+        sync(b)  # lists this instance's leases: the unknown one goes back
+        stats = b.crawler.stats
+        assert stats is not None
+        assert stats.get_value("wfcrawl/scheduler/orphaned") == 1
+        batch, _ = b._batch(time.monotonic(), 0)
+        assert b.store.sync(batch, b._candidate).returned == 1
+        assert b.store.counts() == (1, 2)  # queued again at once, not after the lease TTL
+    finally:
+        client = redis_client()
+        keys = list(client.scan_iter(match=prefix + ":*"))
+        if keys:
+            client.delete(*keys)
+
+
+def test_a_redis_stall_past_the_socket_timeout_is_logged_and_costs_no_lease_ttl(
+        tmp_path: Path, private_redis: PrivateRedis) -> None:
+    site = Site.build(tmp_path, 60, 0.2)
+    assert private_redis.proc is not None
+    with MockServer(sites_dir=site.sites) as server:
+        crawl = CrawlProcess(site.workflow, tmp_path, "crawl", server.url, "-s", "CONCURRENT_REQUESTS=4",
+                             "-s", 'REDIS_PARAMS={"socket_timeout": 1}', execution_id="run",
+                             redis_url=private_redis.url)
+        wait_until(lambda: slow_pages(server) >= 10, "10 pages fetched")
+        start = time.monotonic()
+        stall(private_redis.proc.pid, 3.0)
+        out = crawl.wait(60)
+        after = time.monotonic() - start
+        pages = Counter(p for p in server.paths() if p != "/robots.txt")
+    assert_finished(out)
+    assert sorted(out.items) == site.expected
+    assert (len(pages), set(pages.values())) == (site.pages, {1})
+    assert "WARNING: Slow Redis call: EVALSHA (scheduler sync script) failed after 1.0 s (TimeoutError: " in out.log
+    assert "Redis is unreachable (TimeoutError: " in out.log
+    assert out.stats["wfcrawl/redis/stalls"] >= 1
+    assert "requests leased by a Redis call whose reply was lost go back to the queue" in out.log
+    assert out.stats["wfcrawl/scheduler/orphaned"] >= 1
+    # Leases a timed-out call took are given back at once, not after WFCRAWL_REDIS_LEASE_TTL (30 s).
+    assert after < 20, after

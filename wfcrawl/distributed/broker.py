@@ -94,6 +94,11 @@ class LeaseBroker:
         self._kick = CallLaterOnce(self._tick)
         self._pacer = Pacer(config)
         self._renew_now = False  # set after a slow call: renew at once, leases may be near their end
+        # Set when an attempt failed (timeout, dropped connection): it may have run in
+        # Redis and leased requests whose reply never came. The next call lists this
+        # instance's leases, and those it does not know go back to the queue at once
+        # (instead of waiting for their lease to expire).
+        self._unsure = False
         self._monitor = StallMonitor(self.stats, config.stall_warning, hop=ThreadWorker.to_reactor,
                                      on_stall=self._stalled)
         self._gate: ReleaseGate | None = None  # set at spider_opened when storage pipelines report
@@ -248,8 +253,9 @@ class LeaseBroker:
         batch = SyncBatch(
             token=self._token, want=want, pushes=self._pushes, releases=self._releases,
             returns=self._returns, touch=now - self._last_touch >= self.config.renew_interval,
-            reap=self._queued == 0 or now - self._last_reap >= REAP_INTERVAL,
+            reap=self._queued == 0 or now - self._last_reap >= REAP_INTERVAL, list_mine=self._unsure,
         )
+        self._unsure = False
         if renew:
             batch.renewals = [m for m, _ in self._ready] + list(self._handed)
             if self._gate is not None:
@@ -290,6 +296,8 @@ class LeaseBroker:
             self._last_reap = started
         self._queued = result.queued
         self._count(result)
+        if result.mine:
+            self._give_back_orphans(result.mine)
         if result.lost_leases:
             self._forget(set(result.lost_leases))
             logger.warning(
@@ -310,6 +318,17 @@ class LeaseBroker:
             self._wake_engine()
         if self._running_low() and (self._pushes or self._releases):
             self._kick_soon()  # work piled up during the call and the engine may starve
+
+    def _give_back_orphans(self, mine: tuple[bytes, ...]) -> None:
+        known = {m for m, _ in self._ready}
+        known.update(self._handed, self._releases, self._returns, self._gate or ())
+        orphans = [m for m in mine if m not in known]
+        if orphans:
+            self._returns.extend(orphans)
+            self._pacer.buffered(time.monotonic())
+            self.stats.inc_value("wfcrawl/scheduler/orphaned", len(orphans))
+            logger.warning("%d requests leased by a Redis call whose reply was lost go back to the queue",
+                           len(orphans))
 
     def _stalled(self) -> None:
         self._renew_now = True
@@ -338,6 +357,7 @@ class LeaseBroker:
                 self.stats.inc_value(f"wfcrawl/scheduler/{key}", value)
 
     def _retried(self, exc: BaseException, delay: float) -> None:
+        self._unsure = True
         self.stats.inc_value("wfcrawl/redis/errors")
         if self._failing_since is None:
             self._failing_since = time.monotonic()
@@ -418,10 +438,12 @@ class LeaseBroker:
                 logger.error("The crawl's state in Redis is gone; nothing was handed back")
                 return
             self._count(result)
+            self._give_back_orphans(result.mine)
 
     async def _hand_back_once(self) -> SyncResult:
         batch, _ = self._batch(time.monotonic(), 0)
         batch.renewals = []
+        batch.list_mine = True  # whatever is still ours after this call (a lost reply's leases) goes back too
         try:
             return await self._worker.run(self._monitor.call, SYNC_CALL, self.store.sync, batch, self._candidate)
         except Exception:

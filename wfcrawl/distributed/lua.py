@@ -43,11 +43,13 @@ end
 
 #: KEYS: queue, data, leases, owners, seq, seen, epoch.
 #: ARGV: token, candidate token, instance, ttl_ms, want, mode (set|bloom), key_ttl,
-#: touch (0|1), order (lifo|fifo), reap (0|1), n_push, n_push x (score, nf, nf filter args,
-#: payload), n_release, members, n_renew, members, n_return, members.
+#: touch (0|1), order (lifo|fifo), flags (1: reap expired leases, 2: list this instance's
+#: leases), n_push, n_push x (score, nf, nf filter args, payload), n_release, members,
+#: n_renew, members, n_return, members.
 #: Returns {'lost', current epoch} or {'ok', token, queued, leased, pushed,
-#: duplicates, released, requeued, returned, {lost renewals}, {member, payload, ...}};
-#: leased is -1 (not counted, to save a command) while the queue is not empty.
+#: duplicates, released, requeued, returned, {lost renewals}, {member, payload, ...},
+#: {this instance's leases before step 6, when asked}}; leased is -1 (not counted,
+#: to save a command) while the queue is not empty.
 SYNC = _HELPERS + r"""
 local queue, data, leases, owners, seq, seen, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local t = redis.call('TIME')
@@ -215,8 +217,18 @@ end
 -- 5. leases of dead instances (deadline passed) go back to the queue (when the
 -- caller asks: a busy instance looks about once a second, not at every call)
 local requeued = 0
-if ARGV[10] == '1' then
+local flags = tonumber(ARGV[10])
+if flags % 2 == 1 then
   requeued = requeue(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 500))
+end
+
+-- 5b. after a call whose reply never came: which leases are this instance's?
+local mine = {}
+if math.floor(flags / 2) % 2 == 1 then
+  local all = redis.call('HGETALL', owners)
+  for j = 1, #all, 2 do
+    if all[j + 1] == instance then mine[#mine + 1] = all[j] end
+  end
 end
 
 -- 6. lease up to `want` requests to this instance
@@ -248,7 +260,7 @@ end
 local queued = redis.call('ZCARD', queue)
 local leased = -1
 if queued == 0 then leased = redis.call('ZCARD', leases) end
-return {'ok', token, queued, leased, pushed, duplicates, released, requeued, returned, lost, got}
+return {'ok', token, queued, leased, pushed, duplicates, released, requeued, returned, lost, got, mine}
 """
 
 #: KEYS: the rate key of one download slot. ARGV: delay in microseconds.

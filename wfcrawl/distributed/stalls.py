@@ -6,7 +6,7 @@ paused VM, a network hiccup) delays every call of every instance. Under
 else would say so; meanwhile the leases of this instance came closer to their
 deadline, and past it other instances take them and fetch those pages again.
 So every scheduler call is timed in the thread that makes it: one slower than
-``WFCRAWL_REDIS_STALL_WARNING`` is logged (``Slow Redis call: ...``), counted
+``WFCRAWL_REDIS_STALL_WARNING``, or that timed out, is logged (``Slow Redis call: ...``), counted
 (``wfcrawl/redis/stalls``, ``wfcrawl/redis/stall_max``), and the broker renews its
 leases with its next call instead of waiting for the renewal interval. Leases
 that expired anyway are reported by that renewal (``wfcrawl/scheduler/leases_lost``).
@@ -24,6 +24,15 @@ from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def _timed_out(error: BaseException | None) -> bool:
+    # A timeout is a stall at least as long as socket_timeout, whatever the threshold.
+    if error is None:
+        return False
+    from redis.exceptions import TimeoutError
+
+    return isinstance(error, TimeoutError)
 
 
 class StallMonitor:
@@ -47,7 +56,7 @@ class StallMonitor:
             raise
         finally:
             seconds = time.monotonic() - start
-            if seconds >= self.threshold:
+            if seconds >= self.threshold or _timed_out(error):
                 self.hop(self.stalled, what, seconds, error)
 
     def stalled(self, what: str, seconds: float, error: BaseException | None = None) -> None:

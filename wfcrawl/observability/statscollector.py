@@ -116,6 +116,7 @@ RULES: tuple[Rule, ...] = (
     Rule(r"wfcrawl/scheduler/(?P<op>pushed|leased|released|requeued|returned)", "wfcrawl_redis_queue_operations_total", COUNTER,
          "Shared-queue operations of this process: pushed, leased, released (done), requeued (lease expired), returned."),
     Rule("wfcrawl/scheduler/leases_lost", "wfcrawl_redis_leases_lost_total", COUNTER, "Leases this process lost (expired before renewal)."),
+    Rule("wfcrawl/scheduler/orphaned", "wfcrawl_redis_orphaned_leases_total", COUNTER, "Leases taken by a call whose reply was lost, given back to the queue."),
     Rule(r"wfcrawl/scheduler/filtered/(?P<where>.+)", "wfcrawl_redis_duplicates_total", COUNTER, "Requests the Redis dupefilter refused, by where it knew them from."),
     Rule("wfcrawl/ratelimit/reservations", "wfcrawl_ratelimit_reservations_total", COUNTER, "Shared rate-limit reservations made."),
     Rule("wfcrawl/ratelimit/waited", "wfcrawl_ratelimit_waits_total", COUNTER, "Requests that waited for the shared rate limit."),
