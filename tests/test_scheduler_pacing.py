@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -25,10 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scrapy.settings import Settings
 
 from tests.mockserver import MockServer
 from tests.test_scheduler_distributed import CrawlProcess, Outcome, assert_finished
 from tests.test_scheduler_failures import PrivateRedis
+from wfcrawl.distributed.config import RedisCrawlConfig
+from wfcrawl.distributed.pacing import MAX_BATCH, Pacer
+from wfcrawl.settings.defaults import DEFAULTS
 
 pytestmark = pytest.mark.requires_redis
 
@@ -163,6 +168,29 @@ def test_latency_bound_crawl_stays_within_the_redis_budget(tmp_path: Path, insta
     # Batching must not slow the crawl down much: the ideal is pages x delay / (instances x concurrency).
     ideal = 120 * 0.2 / (instances * 8)
     assert m.seconds < ideal + 6, (m.seconds, ideal)
+
+
+def test_pacing_caps_the_batch_delay_and_jitters_the_idle_backoff() -> None:
+    config = RedisCrawlConfig.from_settings(Settings({**DEFAULTS, "WFCRAWL_REDIS_LEASE_TTL": 3.0}))
+    assert config.batch_delay == 0.5  # TTL/6: a waiting release never outlives its lease
+    pacer = Pacer(RedisCrawlConfig.from_settings(Settings(DEFAULTS)), random.Random(7))
+    assert (pacer.batch_delay, pacer.low) == (1.0, 1)
+    pacer.buffered(10.0)
+    assert [pacer.flush_due(t, 3, queue_empty=False) for t in (10.5, 11.0)] == [False, True]
+    assert pacer.flush_due(10.11, 3, queue_empty=True)  # others may be waiting for these requests
+    assert pacer.flush_due(10.0, MAX_BATCH, queue_empty=False)
+    pacer.sent()
+    assert not pacer.flush_due(99.0, 0, queue_empty=False)
+    waits = []
+    for _ in range(6):
+        pacer.found_nothing(0.0)
+        waits.append(pacer._next_poll)
+    bases = [0.1, 0.2, 0.4, 0.5, 0.5, 0.5]
+    assert all(0.75 * base <= w <= 1.25 * base for w, base in zip(waits, bases, strict=True)), waits
+    assert len(set(waits[3:])) == 3  # jittered: idle instances do not poll in lockstep
+    pacer.found(2)
+    pacer.found_nothing(0.0)
+    assert pacer._next_poll <= 0.125 and not pacer.poll_due(0.0) and pacer.poll_due(0.125)
 
 
 def main(argv: list[str] | None = None) -> int:
