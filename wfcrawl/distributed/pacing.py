@@ -1,9 +1,9 @@
 """When the broker calls Redis: batched pushes and releases, leases on need, idle backoff.
 
-A call to Redis runs one Lua script of some 10 to 18 commands, whatever it
+A call to Redis runs one Lua script of about 8 to 20 commands, whatever it
 carries; what it costs per page depends on how many pages one call serves.
 Calling whenever something happened (a page finished, a link was found) costs
-about one call per page when pages are slow, and slow pages (a latency-bound
+about one call every two pages when pages are slow, and slow pages (a latency-bound
 crawl) are the common case. So:
 
 - New requests, releases and returns wait in local buffers for at most
