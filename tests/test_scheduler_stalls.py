@@ -236,3 +236,13 @@ def test_a_redis_stall_past_the_socket_timeout_is_logged_and_costs_no_lease_ttl(
     assert out.stats["wfcrawl/scheduler/orphaned"] >= 1
     # Leases a timed-out call took are given back at once, not after WFCRAWL_REDIS_LEASE_TTL (30 s).
     assert after < 20, after
+
+
+def test_a_lost_held_release_is_forgotten_not_renewed_again() -> None:
+    from tests.test_durability_gate import gate
+
+    g, store, stats = gate()
+    store.accept(1)  # an item still buffered: the releases wait
+    assert g.finish([b"a", b"b"], now=0.0) == []
+    g.forget({b"b", b"x"})
+    assert (list(g), stats.values["wfcrawl/scheduler/releases_held"]) == ([b"a"], 1)
