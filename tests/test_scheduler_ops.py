@@ -76,7 +76,7 @@ def test_push_lease_release_cycle(client: Any, keys: Keys) -> None:
     got = s.sync(SyncBatch(token="tok", want=2))
     # priority first, then last-in first-out within a priority (Scrapy's default order)
     assert urls(got.got) == ["c", "b"]
-    assert (got.queued, got.leased) == (1, 2)
+    assert (got.queued, got.leased) == (1, -1)  # leases are only counted when the queue is empty
     assert s.owners() == {m: "a" for m, _ in got.got}
     done = s.sync(SyncBatch(token="tok", releases=[m for m, _ in got.got], want=5))
     assert (done.released, urls(done.got), done.queued, done.leased) == (2, ["a"], 0, 1)
@@ -126,9 +126,20 @@ def test_returned_leases_are_queued_again_at_once(client: Any, keys: Keys) -> No
     s.sync(SyncBatch(pushes=[push("x", priority=2)]), "tok")
     member = s.sync(SyncBatch(token="tok", want=1)).got[0][0]
     r = s.sync(SyncBatch(token="tok", returns=[member]))
-    assert (r.returned, r.queued, r.leased) == (1, 1, 0)
+    assert (r.returned, r.queued, r.leased) == (1, 1, -1)
     again = s.sync(SyncBatch(token="tok", want=1))
     assert urls(again.got) == ["x"] and again.got[0][0] != member and again.got[0][0].endswith(b":-2")
+    assert again.leased == 1
+
+
+def test_expired_leases_stay_until_a_call_asks_for_reaping(client: Any, keys: Keys) -> None:
+    dead = store(client, keys, instance="dead", ttl=0.2)
+    live = store(client, keys, instance="live", ttl=30)
+    dead.sync(SyncBatch(pushes=[push("x")]), "tok")
+    dead.sync(SyncBatch(token="tok", want=1))
+    time.sleep(0.4)
+    assert (live.sync(SyncBatch(token="tok", want=1, reap=False)).requeued, live.counts()) == (0, (0, 1))
+    assert live.sync(SyncBatch(token="tok", want=1)).requeued == 1
 
 
 def test_renewal_keeps_a_lease_alive(client: Any, keys: Keys) -> None:

@@ -2,7 +2,8 @@
 
 The engine talks to the queue synchronously (``push``/``pop``/``len``); none of
 that touches the network. A looping call on the reactor (every
-``WFCRAWL_REDIS_FLUSH_INTERVAL``) batches what happened into one
+``WFCRAWL_REDIS_FLUSH_INTERVAL``) checks whether a call is due (see
+:mod:`wfcrawl.distributed.pacing`) and batches what happened into one
 :meth:`LeaseStore.sync` in a worker thread: new requests, releases of finished
 requests, lease renewals, and a request for more work.
 
@@ -37,6 +38,8 @@ from wfcrawl.distributed.config import RedisCrawlConfig
 from wfcrawl.distributed.engine import check_engine, in_progress, wake
 from wfcrawl.distributed.gate import ReleaseGate
 from wfcrawl.distributed.ops import LeaseStore, Push, SyncBatch, SyncResult
+from wfcrawl.distributed.pacing import POLL_START, REAP_INTERVAL, Pacer
+from wfcrawl.distributed.stalls import StallMonitor
 from wfcrawl.durability import DurabilityTracker
 from wfcrawl.exceptions import RetryAbortedError
 from wfcrawl.utils.retry import RetryPolicy, async_retrying, retrying
@@ -48,6 +51,8 @@ logger = logging.getLogger(__name__)
 MAX_BACKOFF = 2.0
 #: How long a closing instance keeps trying to hand its state back.
 CLOSE_DEADLINE = 15.0
+#: How a scheduler call is named in ``Slow Redis call:`` warnings.
+SYNC_CALL = "EVALSHA (scheduler sync script)"
 
 
 def _transient(exc: BaseException) -> bool:
@@ -81,11 +86,21 @@ class LeaseBroker:
         self._last_sync = -1e9
         self._last_renew = time.monotonic()
         self._last_touch = -1e9
+        self._last_reap = -1e9
         self._queued: int | None = None
         self._finished = False
         self._failed: str | None = None
         self._failing_since: float | None = None
         self._kick = CallLaterOnce(self._tick)
+        self._pacer = Pacer(config)
+        self._renew_now = False  # set after a slow call: renew at once, leases may be near their end
+        # Set when an attempt failed (timeout, dropped connection): it may have run in
+        # Redis and leased requests whose reply never came. The next call lists this
+        # instance's leases, and those it does not know go back to the queue at once
+        # (instead of waiting for their lease to expire).
+        self._unsure = False
+        self._monitor = StallMonitor(self.stats, config.stall_warning, hop=ThreadWorker.to_reactor,
+                                     on_stall=self._stalled)
         self._gate: ReleaseGate | None = None  # set at spider_opened when storage pipelines report
         self._worker = ThreadWorker("wfcrawl-redis")
         # Syncs are retried with backoff in the worker thread while Redis is unreachable
@@ -109,6 +124,7 @@ class LeaseBroker:
 
     def push(self, push: Push) -> None:
         self._pushes.append(push)
+        self._pacer.buffered(time.monotonic())
         if self._running_low():
             self._kick_soon()
 
@@ -122,6 +138,7 @@ class LeaseBroker:
                 self.stats.inc_value("wfcrawl/scheduler/invalid")
                 logger.exception("Dropping a request from Redis that cannot be decoded: %r", payload[:200])
                 self._releases.append(member)
+                self._pacer.buffered(time.monotonic())
                 continue
             self._handed[member] = request
             if self._running_low():
@@ -130,8 +147,8 @@ class LeaseBroker:
         return None
 
     def _running_low(self) -> bool:
-        # Below half the prefetch the engine may soon wait: refill now, not at the next tick.
-        return len(self._ready) <= self.config.prefetch // 2
+        # The engine may soon wait: check now, not at the next tick, whether to lease more.
+        return len(self._ready) <= self._pacer.low
 
     def _kick_soon(self) -> None:
         if not self._syncing and self._failed is None:
@@ -161,10 +178,11 @@ class LeaseBroker:
         done = [m for m, r in self._handed.items() if r not in inprogress]
         for member in done:
             del self._handed[member]
-        if self._gate is None:
+        if self._gate is not None:
+            done = self._gate.finish(done, time.monotonic())
+        if done:
             self._releases.extend(done)
-        else:
-            self._releases.extend(self._gate.finish(done, time.monotonic()))
+            self._pacer.buffered(time.monotonic())
 
     # ------------------------------------------------------------ signals
 
@@ -204,40 +222,53 @@ class LeaseBroker:
         now = time.monotonic()
         if self._gate is not None and self._gate:
             idle = not (self._handed or self._ready or self._queued)
-            self._releases.extend(self._gate.ready(now, idle=idle))
+            ready = self._gate.ready(now, idle=idle)
+            if ready:
+                self._releases.extend(ready)
+                self._pacer.buffered(now)
         if self._syncing:
             return
         if self._sync_due(now):
             self._start_sync(now)
 
     def _sync_due(self, now: float) -> bool:
-        if self._pushes or self._releases or self._returns:
+        buffered = len(self._pushes) + len(self._releases) + len(self._returns)
+        if self._pacer.flush_due(now, buffered, queue_empty=self._queued == 0):
             return True
-        if (self._ready or self._handed or self._gate) and now - self._last_renew >= self.config.renew_interval:
+        if (self._ready or self._handed or self._gate) and (
+                self._renew_now or now - self._last_renew >= self.config.renew_interval):
             return True
-        if self._want() > 0:
-            # Work is known to wait: take it now; otherwise poll at the idle pace.
-            return bool(self._queued) or self._queued is None or now - self._last_sync >= self.config.idle_poll
+        if buffered and not (self._handed or self._ready):
+            return True  # nothing in progress here: what is buffered is all this instance has to give
+        if self._want() > 0 and len(self._ready) <= self._pacer.low:
+            if self._queued is None or self._queued > 0:
+                return True  # work is known to wait: take it now
+            if self._pushes and now - self._last_sync >= POLL_START:
+                return True  # the shared queue was empty: these new requests are the work
+            return self._pacer.poll_due(now)
         return False
 
     def _batch(self, now: float, want: int) -> tuple[SyncBatch, bool]:
-        renew = now - self._last_renew >= self.config.renew_interval
+        renew = self._renew_now or now - self._last_renew >= self.config.renew_interval
         batch = SyncBatch(
             token=self._token, want=want, pushes=self._pushes, releases=self._releases,
             returns=self._returns, touch=now - self._last_touch >= self.config.renew_interval,
+            reap=self._queued == 0 or now - self._last_reap >= REAP_INTERVAL, list_mine=self._unsure,
         )
+        self._unsure = False
         if renew:
             batch.renewals = [m for m, _ in self._ready] + list(self._handed)
             if self._gate is not None:
                 batch.renewals.extend(self._gate)  # held releases: still ours until released
         self._pushes, self._releases, self._returns = [], [], []
+        self._pacer.sent()
         return batch, renew
 
     def _start_sync(self, now: float) -> None:
         local_empty = self._local_empty()
         batch, renew = self._batch(now, self._want())
         self._syncing = True
-        d = self._worker.call(self._sync, self.store.sync, batch, self._candidate)
+        d = self._worker.call(self._sync, self._monitor.call, SYNC_CALL, self.store.sync, batch, self._candidate)
         d.addCallbacks(self._synced, self._sync_failed, callbackArgs=(batch, now, renew, local_empty),
                        errbackArgs=(batch,))
         d.addErrback(lambda f: logger.error("Redis sync bookkeeping failed: %s", f.getTraceback()))
@@ -258,15 +289,26 @@ class LeaseBroker:
         self._last_sync = time.monotonic()
         if renew:
             self._last_renew = started
+            self._renew_now = False
         if batch.touch:
             self._last_touch = started
+        if batch.reap:
+            self._last_reap = started
         self._queued = result.queued
         self._count(result)
+        if result.mine:
+            self._give_back_orphans(result.mine)
         if result.lost_leases:
-            lost = set(result.lost_leases)
-            # Not started yet: someone else has them now. Started ones run to the end.
-            self._ready = deque(item for item in self._ready if item[0] not in lost)
+            self._forget(set(result.lost_leases))
+            logger.warning(
+                "%d leases of this instance expired before they were renewed (Redis or this process "
+                "stalled for about WFCRAWL_REDIS_LEASE_TTL): other instances fetch those pages again",
+                len(result.lost_leases))
         self._ready.extend(result.got)
+        if batch.want:
+            self._pacer.found(len(result.got))
+            if not result.got:
+                self._pacer.found_nothing(time.monotonic())
         self._finished = local_empty and not result.got and result.queued == 0 and result.leased == 0
         logger.debug(
             "Redis sync: queued=%d leased=%d pushed=%d released=%d got=%d finished=%s",
@@ -276,6 +318,34 @@ class LeaseBroker:
             self._wake_engine()
         if self._running_low() and (self._pushes or self._releases):
             self._kick_soon()  # work piled up during the call and the engine may starve
+
+    def _give_back_orphans(self, mine: tuple[bytes, ...]) -> None:
+        known = {m for m, _ in self._ready}
+        known.update(self._handed, self._releases, self._returns, self._gate or ())
+        orphans = [m for m in mine if m not in known]
+        if orphans:
+            self._returns.extend(orphans)
+            self._pacer.buffered(time.monotonic())
+            self.stats.inc_value("wfcrawl/scheduler/orphaned", len(orphans))
+            logger.warning("%d requests leased by a Redis call whose reply was lost go back to the queue",
+                           len(orphans))
+
+    def _stalled(self) -> None:
+        self._renew_now = True
+        self._kick_soon()
+
+    def _forget(self, lost: set[bytes]) -> None:
+        """Leases that expired and went back to the queue: someone else has them now.
+
+        Not started yet: dropped. Started ones run to the end (their page may be
+        fetched twice), but they are neither renewed nor released any more: a
+        lost lease is reported, and counted, once.
+        """
+        self._ready = deque(item for item in self._ready if item[0] not in lost)
+        for member in lost:
+            self._handed.pop(member, None)
+        if self._gate is not None:
+            self._gate.forget(lost)
 
     def _count(self, result: SyncResult) -> None:
         for key, value in (
@@ -287,6 +357,7 @@ class LeaseBroker:
                 self.stats.inc_value(f"wfcrawl/scheduler/{key}", value)
 
     def _retried(self, exc: BaseException, delay: float) -> None:
+        self._unsure = True
         self.stats.inc_value("wfcrawl/redis/errors")
         if self._failing_since is None:
             self._failing_since = time.monotonic()
@@ -296,6 +367,8 @@ class LeaseBroker:
         self._pushes[:0] = batch.pushes
         self._releases[:0] = batch.releases
         self._returns[:0] = batch.returns
+        if not batch.is_empty():
+            self._pacer.buffered(time.monotonic())
 
     def _sync_failed(self, failure: Failure, batch: SyncBatch) -> None:
         self._syncing = False
@@ -365,12 +438,14 @@ class LeaseBroker:
                 logger.error("The crawl's state in Redis is gone; nothing was handed back")
                 return
             self._count(result)
+            self._give_back_orphans(result.mine)
 
     async def _hand_back_once(self) -> SyncResult:
         batch, _ = self._batch(time.monotonic(), 0)
         batch.renewals = []
+        batch.list_mine = True  # whatever is still ours after this call (a lost reply's leases) goes back too
         try:
-            return await self._worker.run(self.store.sync, batch, self._candidate)
+            return await self._worker.run(self._monitor.call, SYNC_CALL, self.store.sync, batch, self._candidate)
         except Exception:
             self._put_back(batch)
             raise

@@ -58,6 +58,8 @@ class RedisCrawlConfig(Config):
     lease_ttl: float = setting("WFCRAWL_REDIS_LEASE_TTL")
     idle_poll: float = setting("WFCRAWL_REDIS_IDLE_POLL")
     flush_interval: float = setting("WFCRAWL_REDIS_FLUSH_INTERVAL")
+    batch_delay: float = setting("WFCRAWL_REDIS_BATCH_DELAY")
+    stall_warning: float = setting("WFCRAWL_REDIS_STALL_WARNING")
     prefetch: int = setting("WFCRAWL_REDIS_PREFETCH")
     dupefilter: str = setting("WFCRAWL_REDIS_DUPEFILTER")
     bloom_capacity: int = setting("WFCRAWL_REDIS_BLOOM_CAPACITY")
@@ -83,6 +85,9 @@ class RedisCrawlConfig(Config):
             raise ConfigurationError(f"WFCRAWL_REDIS_KEY_PREFIX must match {_PREFIX.pattern}, not {self.key_prefix!r}")
         bloom = BloomSize.for_capacity(self.bloom_capacity, self.bloom_error_rate) if self.dupefilter == "bloom" else None
         object.__setattr__(self, "bloom", bloom)  # frozen: set once, here
+        # A finished request's lease must not expire while its release waits in the
+        # buffer (it is no longer renewed): a sixth of the TTL leaves a wide margin.
+        object.__setattr__(self, "batch_delay", min(self.batch_delay, self.lease_ttl / 6))
 
     @property
     def renew_interval(self) -> float:

@@ -25,9 +25,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # A pooled connection unused for this long is PINGed before use: a Redis
     # that restarted is noticed at once, not by a failed script call.
     "health_check_interval": 15,
-    # Threads of one process share the pool: the broker (one call at a time) and
-    # the rate limiter.
-    "max_connections": 8,
+    # Threads of one process share the pool: the broker and the rate limiter
+    # (one call at a time each), a health check. Small and fixed: a fleet of
+    # thousands of instances must not open thousands of connections each.
+    "max_connections": 4,
 }
 
 _lock = threading.Lock()
@@ -45,10 +46,15 @@ class SharedRedis:
 
 
 def shared_client(url: str, **params: Any) -> Any:
+    import os
+    import socket
+
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
+    # CLIENT LIST tells the instances apart (CLIENT SETNAME on every connection).
+    params.setdefault("client_name", f"wfcrawl/{socket.gethostname()}/{os.getpid()}")
     params.pop("redis_cls", None)
     params.pop("encoding", None)  # scrapy-redis's default; payloads are bytes
     params.pop("retry_on_timeout", None)
@@ -61,8 +67,13 @@ def shared_client(url: str, **params: Any) -> Any:
         client = _clients.get(key)
         if client is None:
             # A short in-call retry rides over a dropped connection; longer
-            # outages are the callers' business (backoff in the broker).
-            retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
+            # outages are the callers' business (backoff in the broker). Not
+            # over a timeout: the command may have run, and a re-sent script
+            # call would take more leases while the first one's are unknown;
+            # and three 5 s timeouts in a row would stall the crawl for 15 s
+            # without a word. The broker retries it, and says so.
+            retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2,
+                          supported_errors=(redis.exceptions.ConnectionError,))
             pool = redis.BlockingConnectionPool.from_url(
                 url, timeout=params.pop("pool_timeout", 10), retry=retry, **params
             )

@@ -89,6 +89,12 @@ class ReleaseGate:
             self._report()
         return out
 
+    def forget(self, members: set[bytes]) -> None:
+        """Held leases that were lost (expired, taken back): nothing left to release."""
+        if any(member in members for member, _, _ in self._held):
+            self._held = deque(entry for entry in self._held if entry[0] not in members)
+            self._report()
+
     def drain(self) -> tuple[list[bytes], list[bytes]]:
         """Closing: (releasable, not durable). What is not durable must go back to the queue."""
         durable: list[bytes] = []

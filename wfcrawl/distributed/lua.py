@@ -43,10 +43,13 @@ end
 
 #: KEYS: queue, data, leases, owners, seq, seen, epoch.
 #: ARGV: token, candidate token, instance, ttl_ms, want, mode (set|bloom), key_ttl,
-#: touch (0|1), order (lifo|fifo), n_push, n_push x (score, nf, nf filter args, payload),
-#: n_release, members, n_renew, members, n_return, members.
+#: touch (0|1), order (lifo|fifo), flags (1: reap expired leases, 2: list this instance's
+#: leases), n_push, n_push x (score, nf, nf filter args, payload), n_release, members,
+#: n_renew, members, n_return, members.
 #: Returns {'lost', current epoch} or {'ok', token, queued, leased, pushed,
-#: duplicates, released, requeued, returned, {lost renewals}, {member, payload, ...}}.
+#: duplicates, released, requeued, returned, {lost renewals}, {member, payload, ...},
+#: {this instance's leases before step 6, when asked}}; leased is -1 (not counted,
+#: to save a command) while the queue is not empty.
 SYNC = _HELPERS + r"""
 local queue, data, leases, owners, seq, seen, epoch = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local t = redis.call('TIME')
@@ -101,8 +104,8 @@ local function requeue(members)
 end
 
 -- 1. pushes: new requests enter the queue; the dupefilter decides atomically
-local i = 11
-local n_push = tonumber(ARGV[10])
+local i = 12
+local n_push = tonumber(ARGV[11])
 local pushed, duplicates = 0, 0
 if n_push > 0 then
   local entries, checks = {}, {}
@@ -211,9 +214,22 @@ if n > 0 then
   returned = requeue(mine)
 end
 
--- 5. leases of dead instances (deadline passed) go back to the queue
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 500)
-local requeued = requeue(expired)
+-- 5. leases of dead instances (deadline passed) go back to the queue (when the
+-- caller asks: a busy instance looks about once a second, not at every call)
+local requeued = 0
+local flags = tonumber(ARGV[10])
+if flags % 2 == 1 then
+  requeued = requeue(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 500))
+end
+
+-- 5b. after a call whose reply never came: which leases are this instance's?
+local mine = {}
+if math.floor(flags / 2) % 2 == 1 then
+  local all = redis.call('HGETALL', owners)
+  for j = 1, #all, 2 do
+    if all[j + 1] == instance then mine[#mine + 1] = all[j] end
+  end
+end
 
 -- 6. lease up to `want` requests to this instance
 local got = {}
@@ -241,8 +257,10 @@ if ARGV[8] == '1' and ttl > 0 then
   for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ttl) end
 end
 
-return {'ok', token, redis.call('ZCARD', queue), redis.call('ZCARD', leases),
-        pushed, duplicates, released, requeued, returned, lost, got}
+local queued = redis.call('ZCARD', queue)
+local leased = -1
+if queued == 0 then leased = redis.call('ZCARD', leases) end
+return {'ok', token, queued, leased, pushed, duplicates, released, requeued, returned, lost, got, mine}
 """
 
 #: KEYS: the rate key of one download slot. ARGV: delay in microseconds.

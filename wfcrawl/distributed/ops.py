@@ -35,6 +35,10 @@ class SyncBatch:
     renewals: list[bytes] = field(default_factory=list)
     returns: list[bytes] = field(default_factory=list)
     touch: bool = False
+    #: Put expired leases (of dead instances) back in the queue in this call.
+    reap: bool = True
+    #: List this instance's leases (after a call whose reply was lost).
+    list_mine: bool = False
 
     def is_empty(self) -> bool:
         return not (self.pushes or self.releases or self.returns)
@@ -42,6 +46,8 @@ class SyncBatch:
 
 @dataclass(frozen=True)
 class SyncResult:
+    """What one sync did; ``leased`` (all instances' leases) is -1 unless ``queued`` is 0."""
+
     lost_state: bool
     token: str
     queued: int = 0
@@ -53,6 +59,8 @@ class SyncResult:
     returned: int = 0
     lost_leases: tuple[bytes, ...] = ()
     got: tuple[tuple[bytes, bytes], ...] = ()
+    #: This instance's leases before ``got`` (only when the batch asked, ``list_mine``).
+    mine: tuple[bytes, ...] = ()
 
 
 def _s(value: Any) -> str:
@@ -78,7 +86,8 @@ class LeaseStore:
         """Push, release, renew, return and lease in one atomic step."""
         args: list[Any] = [
             batch.token, candidate or batch.token or "-", self.instance, self.ttl_ms, batch.want,
-            self.mode, self.key_ttl, 1 if batch.touch else 0, self.order, len(batch.pushes),
+            self.mode, self.key_ttl, 1 if batch.touch else 0, self.order, (1 if batch.reap else 0) + (2 if batch.list_mine else 0),
+            len(batch.pushes),
         ]
         for push in batch.pushes:
             args += [push.score, len(push.filter_args), *push.filter_args, push.payload]
@@ -93,7 +102,7 @@ class LeaseStore:
             lost_state=False, token=_s(reply[1]), queued=int(reply[2]), leased=int(reply[3]),
             pushed=int(reply[4]), duplicates=int(reply[5]), released=int(reply[6]),
             requeued=int(reply[7]), returned=int(reply[8]), lost_leases=tuple(reply[9]),
-            got=tuple((got[i], got[i + 1]) for i in range(0, len(got), 2)),
+            got=tuple((got[i], got[i + 1]) for i in range(0, len(got), 2)), mine=tuple(reply[11]),
         )
 
     def reserve(self, slot: str, delay: float) -> float:

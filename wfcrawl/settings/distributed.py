@@ -22,11 +22,20 @@ SETTINGS = register((
     ),
     Setting(
         "WFCRAWL_REDIS_IDLE_POLL", 0.5, "float", exclusive_minimum=0, page=PAGE,
-        doc="seconds between polls for work while idle",
+        doc="longest wait between polls for work while Redis has none (backoff from 0.1 s, +-25 % jitter)",
     ),
     Setting(
         "WFCRAWL_REDIS_FLUSH_INTERVAL", 0.05, "float", exclusive_minimum=0, page=PAGE,
-        doc="seconds between batched calls while busy",
+        doc="seconds between checks whether a call to Redis is due (buffers, leases, renewals)",
+    ),
+    Setting(
+        "WFCRAWL_REDIS_BATCH_DELAY", 1.0, "float", exclusive_minimum=0, page=PAGE,
+        doc="seconds new requests and releases may wait locally before a call carries them (at most "
+        "`WFCRAWL_REDIS_LEASE_TTL`/6; 0.1 s while the shared queue is empty; at once at 500 or when idle)",
+    ),
+    Setting(
+        "WFCRAWL_REDIS_STALL_WARNING", 2.0, "float", exclusive_minimum=0, page=PAGE,
+        doc="a Redis call slower than this many seconds is logged (`Slow Redis call: ...`) and counted",
     ),
     Setting(
         "WFCRAWL_REDIS_PREFETCH", 8, "int", minimum=0, page=PAGE,
