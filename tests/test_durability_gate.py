@@ -206,18 +206,18 @@ def broker(settings: dict[str, Any], with_store: bool = True) -> tuple[LeaseBrok
 def test_the_broker_holds_releases_renews_them_and_stops_leasing_when_full() -> None:
     b, inprogress, store = broker({"WFCRAWL_REDIS_RELEASE_MAX_HELD": 2, "CONCURRENT_REQUESTS": 4,
                                    "WFCRAWL_REDIS_PREFETCH": 0})
-    assert b._gate is not None
-    b._ready.extend([(b"m1", b"http://a/1"), (b"m2", b"http://a/2")])
+    assert b.ledger.gate is not None
+    b.ledger.ready.extend([(b"m1", b"http://a/1"), (b"m2", b"http://a/2")])
     r1, r2 = b.pop(), b.pop()
     assert r1 is not None and r2 is not None
     inprogress.update({r1, r2})
     store.accept(1)  # r1's item, buffered
     b._collect_done()
-    assert (b._releases, len(b._gate)) == ([], 0)  # in progress: not done yet
+    assert (b.ledger.releases, len(b.ledger.gate)) == ([], 0)  # in progress: not done yet
     inprogress.clear()  # the engine is done with both
     b._collect_done()
-    assert (b._releases, list(b._gate)) == ([], [b"m1", b"m2"])
-    assert not b._local_empty()  # the crawl is not over while leases are held
+    assert (b.ledger.releases, list(b.ledger.gate)) == ([], [b"m1", b"m2"])
+    assert not b.ledger.empty()  # the crawl is not over while leases are held
     batch, renewed = b._batch(1e9, 0)
     assert renewed and batch.renewals == [b"m1", b"m2"]
     assert b._want() == 0  # WFCRAWL_REDIS_RELEASE_MAX_HELD reached
@@ -225,7 +225,7 @@ def test_the_broker_holds_releases_renews_them_and_stops_leasing_when_full() -> 
     store.commit_oldest()
     b._syncing = True  # a call in flight: the releases wait in the next batch
     b._tick()
-    assert b._releases == [b"m1", b"m2"] and len(b._gate) == 0
+    assert b.ledger.releases == [b"m1", b"m2"] and len(b.ledger.gate) == 0
     assert b._want() == 4
 
 
@@ -233,9 +233,9 @@ def test_the_broker_holds_releases_renews_them_and_stops_leasing_when_full() -> 
                          ids=["barrier-off", "no-storage"])
 def test_without_storage_or_with_the_barrier_off_nothing_is_held(settings: dict[str, Any], with_store: bool) -> None:
     b, _, store = broker(settings, with_store)
-    assert b._gate is None
-    b._ready.append((b"m1", b"http://a/1"))
+    assert b.ledger.gate is None
+    b.ledger.ready.append((b"m1", b"http://a/1"))
     b.pop()
     store.accept(1)
     b._collect_done()
-    assert b._releases == [b"m1"]
+    assert b.ledger.releases == [b"m1"]

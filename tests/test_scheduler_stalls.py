@@ -121,7 +121,7 @@ def sync(b: LeaseBroker, *, renew: bool = False) -> None:
     if renew:
         b._last_renew = -1e9
     now = time.monotonic()
-    local_empty = b._local_empty()
+    local_empty = b.ledger.empty()
     batch, renewed = b._batch(now, b._want())
     b._synced(b.store.sync(batch, b._candidate), batch, now, renewed, local_empty)
 
@@ -135,7 +135,7 @@ def test_a_lost_lease_is_counted_once_and_never_renewed_again(caplog: pytest.Log
         sync(b)
         requests = [b.pop(), b.pop()]  # started: the engine works on them
         inprogress.update(r for r in requests if r is not None)
-        assert (len(b._handed), len(b._ready)) == (2, 1)
+        assert (len(b.ledger.handed), len(b.ledger.ready)) == (2, 1)
         time.sleep(1.3)  # the instance stalls past its lease TTL; another one takes the leases back
         other = LeaseStore(redis_client(), b.store.keys, instance="b", lease_ttl=30)
         assert other.sync(SyncBatch(token=b._token)).requeued == 3
@@ -146,10 +146,10 @@ def test_a_lost_lease_is_counted_once_and_never_renewed_again(caplog: pytest.Log
                 sync(b, renew=True)
         assert stats.get_value("wfcrawl/scheduler/leases_lost") == 3
         assert caplog.text.count("3 leases of this instance expired before they were renewed") == 1
-        assert (b._handed, len(b._ready)) == ({}, 3)  # the unstarted one dropped; the 3 requeued leased again
+        assert (b.ledger.handed, len(b.ledger.ready)) == ({}, 3)  # the unstarted one dropped; the 3 requeued leased again
         inprogress.clear()
         b._collect_done()
-        assert b._releases == []  # nothing of ours to release
+        assert b.ledger.releases == []  # nothing of ours to release
     finally:
         client = redis_client()
         keys = list(client.scan_iter(match=prefix + ":*"))
@@ -193,7 +193,7 @@ def test_leases_taken_by_a_call_whose_reply_was_lost_go_back_at_once() -> None:
         for url in ("http://a/1", "http://a/2", "http://a/3"):
             b.push(Push(0, (url.encode(),), url.encode()))
         sync(b)
-        assert len(b._ready) == 2
+        assert len(b.ledger.ready) == 2
         # The next call runs in Redis, but its reply never comes (a timeout): two leases nobody knows of.
         lost_reply = b.store.sync(SyncBatch(token=b._token, want=2), b._candidate)
         assert len(lost_reply.got) == 1

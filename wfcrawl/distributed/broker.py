@@ -22,8 +22,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Container
+from collections.abc import Callable
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
@@ -37,6 +36,7 @@ from twisted.python.failure import Failure
 from wfcrawl.distributed.config import RedisCrawlConfig
 from wfcrawl.distributed.engine import check_engine, in_progress, wake
 from wfcrawl.distributed.gate import ReleaseGate
+from wfcrawl.distributed.ledger import Ledger
 from wfcrawl.distributed.ops import LeaseStore, Push, SyncBatch, SyncResult
 from wfcrawl.distributed.pacing import POLL_START, REAP_INTERVAL, Pacer
 from wfcrawl.distributed.stalls import StallMonitor
@@ -74,11 +74,8 @@ class LeaseBroker:
         self.config = config
         self.decode = decode
         self.stats = crawler.stats
-        self._ready: deque[tuple[bytes, bytes]] = deque()  # leased, not handed out yet
-        self._handed: dict[bytes, Request] = {}  # handed to the engine, not done yet
-        self._pushes: list[Push] = []
-        self._releases: list[bytes] = []
-        self._returns: list[bytes] = []
+        self._pacer = Pacer(config)
+        self.ledger = Ledger(self._pacer, self.stats)
         self._token = ""
         self._candidate = secrets.token_hex(8)
         self._syncing = False
@@ -92,7 +89,6 @@ class LeaseBroker:
         self._failed: str | None = None
         self._failing_since: float | None = None
         self._kick = CallLaterOnce(self._tick)
-        self._pacer = Pacer(config)
         self._renew_now = False  # set after a slow call: renew at once, leases may be near their end
         # Set when an attempt failed (timeout, dropped connection): it may have run in
         # Redis and leased requests whose reply never came. The next call lists this
@@ -101,7 +97,6 @@ class LeaseBroker:
         self._unsure = False
         self._monitor = StallMonitor(self.stats, config.stall_warning, hop=ThreadWorker.to_reactor,
                                      on_stall=self._stalled)
-        self._gate: ReleaseGate | None = None  # set at spider_opened when storage pipelines report
         self._worker = ThreadWorker("wfcrawl-redis")
         # Syncs are retried with backoff in the worker thread while Redis is unreachable
         # (100 ms doubling to 2 s by default), given up after WFCRAWL_REDIS_UNAVAILABLE_TIMEOUT.
@@ -123,66 +118,35 @@ class LeaseBroker:
     # ------------------------------------------------------------ engine side
 
     def push(self, push: Push) -> None:
-        self._pushes.append(push)
-        self._pacer.buffered(time.monotonic())
+        self.ledger.push(push)
         if self._running_low():
             self._kick_soon()
 
     def pop(self) -> Request | None:
-        while self._ready:
-            member, payload = self._ready.popleft()
-            try:
-                request = self.decode(payload)
-            except Exception:
-                # Not ours to guess: the request is dropped, loudly, and counted.
-                self.stats.inc_value("wfcrawl/scheduler/invalid")
-                logger.exception("Dropping a request from Redis that cannot be decoded: %r", payload[:200])
-                self._releases.append(member)
-                self._pacer.buffered(time.monotonic())
-                continue
-            self._handed[member] = request
-            if self._running_low():
-                self._kick_soon()
-            return request
-        return None
+        request = self.ledger.pop(self.decode)
+        if request is not None and self._running_low():
+            self._kick_soon()
+        return request
 
     def _running_low(self) -> bool:
         # The engine may soon wait: check now, not at the next tick, whether to lease more.
-        return len(self._ready) <= self._pacer.low
+        return len(self.ledger.ready) <= self._pacer.low
 
     def _kick_soon(self) -> None:
         if not self._syncing and self._failed is None:
             self._kick.schedule()  # a kick already scheduled stays the only one
 
     def ready_count(self) -> int:
-        return len(self._ready)
-
-    def _local_empty(self) -> bool:
-        return not (self._pushes or self._releases or self._returns or self._ready or self._handed or self._gate)
+        return len(self.ledger.ready)
 
     def _want(self) -> int:
-        if self._gate is not None and self._gate.full:
+        gate = self.ledger.gate
+        if gate is not None and gate.full:
             return 0  # WFCRAWL_REDIS_RELEASE_MAX_HELD: no new work until releases leave
-        return max(0, self.config.concurrency + self.config.prefetch - len(self._ready) - len(self._handed))
-
-    def _inprogress(self) -> Container[Request] | None:
-        return in_progress(self.crawler.engine)
-
-    def _wake_engine(self) -> None:
-        wake(self.crawler.engine)
+        return max(0, self.config.concurrency + self.config.prefetch - self.ledger.in_hand())
 
     def _collect_done(self) -> None:
-        inprogress = self._inprogress()
-        if inprogress is None or not self._handed:
-            return
-        done = [m for m, r in self._handed.items() if r not in inprogress]
-        for member in done:
-            del self._handed[member]
-        if self._gate is not None:
-            done = self._gate.finish(done, time.monotonic())
-        if done:
-            self._releases.extend(done)
-            self._pacer.buffered(time.monotonic())
+        self.ledger.collect_done(in_progress(self.crawler.engine))
 
     # ------------------------------------------------------------ signals
 
@@ -190,7 +154,7 @@ class LeaseBroker:
         # Storage pipelines registered when they were built (before the spider opened).
         tracker = DurabilityTracker.of(self.crawler)
         if self.config.durable_release and tracker is not None and tracker.stores:
-            self._gate = ReleaseGate(tracker, self.stats, max_wait=self.config.release_max_wait,
+            self.ledger.gate = ReleaseGate(tracker, self.stats, max_wait=self.config.release_max_wait,
                                      max_held=self.config.release_max_held)
         self._worker.start()
         self._loop.start(self.config.flush_interval, now=True)
@@ -199,7 +163,7 @@ class LeaseBroker:
         if self._failed is not None:
             return
         self._collect_done()
-        if self._finished and self._local_empty() and not self._syncing:
+        if self._finished and self.ledger.empty() and not self._syncing:
             return  # the shared crawl has no queued and no leased request: done
         raise DontCloseSpider
 
@@ -220,30 +184,25 @@ class LeaseBroker:
             return
         self._collect_done()
         now = time.monotonic()
-        if self._gate is not None and self._gate:
-            idle = not (self._handed or self._ready or self._queued)
-            ready = self._gate.ready(now, idle=idle)
-            if ready:
-                self._releases.extend(ready)
-                self._pacer.buffered(now)
+        self.ledger.release_durable(now, idle=not (self.ledger.busy() or self._queued))
         if self._syncing:
             return
         if self._sync_due(now):
             self._start_sync(now)
 
     def _sync_due(self, now: float) -> bool:
-        buffered = len(self._pushes) + len(self._releases) + len(self._returns)
+        ledger = self.ledger
+        buffered = ledger.buffered()
         if self._pacer.flush_due(now, buffered, queue_empty=self._queued == 0):
             return True
-        if (self._ready or self._handed or self._gate) and (
-                self._renew_now or now - self._last_renew >= self.config.renew_interval):
+        if ledger.holds() and (self._renew_now or now - self._last_renew >= self.config.renew_interval):
             return True
-        if buffered and not (self._handed or self._ready):
+        if buffered and not ledger.busy():
             return True  # nothing in progress here: what is buffered is all this instance has to give
-        if self._want() > 0 and len(self._ready) <= self._pacer.low:
+        if self._want() > 0 and self._running_low():
             if self._queued is None or self._queued > 0:
                 return True  # work is known to wait: take it now
-            if self._pushes and now - self._last_sync >= POLL_START:
+            if ledger.pushes and now - self._last_sync >= POLL_START:
                 return True  # the shared queue was empty: these new requests are the work
             return self._pacer.poll_due(now)
         return False
@@ -251,21 +210,15 @@ class LeaseBroker:
     def _batch(self, now: float, want: int) -> tuple[SyncBatch, bool]:
         renew = self._renew_now or now - self._last_renew >= self.config.renew_interval
         batch = SyncBatch(
-            token=self._token, want=want, pushes=self._pushes, releases=self._releases,
-            returns=self._returns, touch=now - self._last_touch >= self.config.renew_interval,
+            token=self._token, want=want, touch=now - self._last_touch >= self.config.renew_interval,
             reap=self._queued == 0 or now - self._last_reap >= REAP_INTERVAL, list_mine=self._unsure,
         )
         self._unsure = False
-        if renew:
-            batch.renewals = [m for m, _ in self._ready] + list(self._handed)
-            if self._gate is not None:
-                batch.renewals.extend(self._gate)  # held releases: still ours until released
-        self._pushes, self._releases, self._returns = [], [], []
-        self._pacer.sent()
+        self.ledger.take(batch, renew=renew)
         return batch, renew
 
     def _start_sync(self, now: float) -> None:
-        local_empty = self._local_empty()
+        local_empty = self.ledger.empty()
         batch, renew = self._batch(now, self._want())
         self._syncing = True
         d = self._worker.call(self._sync, self._monitor.call, SYNC_CALL, self.store.sync, batch, self._candidate)
@@ -299,12 +252,12 @@ class LeaseBroker:
         if result.mine:
             self._give_back_orphans(result.mine)
         if result.lost_leases:
-            self._forget(set(result.lost_leases))
+            self.ledger.forget(set(result.lost_leases))
             logger.warning(
                 "%d leases of this instance expired before they were renewed (Redis or this process "
                 "stalled for about WFCRAWL_REDIS_LEASE_TTL): other instances fetch those pages again",
                 len(result.lost_leases))
-        self._ready.extend(result.got)
+        self.ledger.leased(result.got)
         if batch.want:
             self._pacer.found(len(result.got))
             if not result.got:
@@ -315,17 +268,13 @@ class LeaseBroker:
             result.queued, result.leased, result.pushed, result.released, len(result.got), self._finished,
         )
         if result.got or self._finished:
-            self._wake_engine()
-        if self._running_low() and (self._pushes or self._releases):
+            wake(self.crawler.engine)
+        if self._running_low() and (self.ledger.pushes or self.ledger.releases):
             self._kick_soon()  # work piled up during the call and the engine may starve
 
     def _give_back_orphans(self, mine: tuple[bytes, ...]) -> None:
-        known = {m for m, _ in self._ready}
-        known.update(self._handed, self._releases, self._returns, self._gate or ())
-        orphans = [m for m in mine if m not in known]
+        orphans = self.ledger.orphans(mine)
         if orphans:
-            self._returns.extend(orphans)
-            self._pacer.buffered(time.monotonic())
             self.stats.inc_value("wfcrawl/scheduler/orphaned", len(orphans))
             logger.warning("%d requests leased by a Redis call whose reply was lost go back to the queue",
                            len(orphans))
@@ -333,19 +282,6 @@ class LeaseBroker:
     def _stalled(self) -> None:
         self._renew_now = True
         self._kick_soon()
-
-    def _forget(self, lost: set[bytes]) -> None:
-        """Leases that expired and went back to the queue: someone else has them now.
-
-        Not started yet: dropped. Started ones run to the end (their page may be
-        fetched twice), but they are neither renewed nor released any more: a
-        lost lease is reported, and counted, once.
-        """
-        self._ready = deque(item for item in self._ready if item[0] not in lost)
-        for member in lost:
-            self._handed.pop(member, None)
-        if self._gate is not None:
-            self._gate.forget(lost)
 
     def _count(self, result: SyncResult) -> None:
         for key, value in (
@@ -362,18 +298,10 @@ class LeaseBroker:
         if self._failing_since is None:
             self._failing_since = time.monotonic()
 
-    def _put_back(self, batch: SyncBatch) -> None:
-        # In front: order matters (children before their parents' release).
-        self._pushes[:0] = batch.pushes
-        self._releases[:0] = batch.releases
-        self._returns[:0] = batch.returns
-        if not batch.is_empty():
-            self._pacer.buffered(time.monotonic())
-
     def _sync_failed(self, failure: Failure, batch: SyncBatch) -> None:
         self._syncing = False
         self._notify()
-        self._put_back(batch)
+        self.ledger.put_back(batch)
         exc = failure.value
         if isinstance(exc, RetryAbortedError):
             return  # closing: _hand_back sends it
@@ -405,32 +333,21 @@ class LeaseBroker:
             await maybe_deferred_to_future(d)
 
     async def _hand_back(self) -> None:
-        """Closing: push what is buffered, release what is done, return the rest.
-
-        The item pipelines closed before (Scrapy closes the scraper before it
-        sends ``spider_closed``), so held releases are durable unless a store gave
-        up on some writes: those requests go back to the queue, not released.
-        """
+        """Closing: push what is buffered, release what is done, return the rest (:meth:`Ledger.close`)."""
         self._collect_done()
-        if self._gate is not None:
-            durable, pending = self._gate.drain()
-            self._releases.extend(durable)
-            self._returns.extend(pending)
-        self._returns.extend(m for m, _ in self._ready)
-        self._returns.extend(self._handed)  # not done (forced shutdown): back to the queue
-        self._ready.clear()
-        self._handed.clear()
+        self.ledger.close()
         deadline = time.monotonic() + min(CLOSE_DEADLINE, self.config.unavailable_timeout)
         retry = async_retrying(RetryPolicy(0.1, MAX_BACKOFF), what="Redis hand-back failed", log=logger,
                                retry_if=_transient, deadline=lambda: deadline)
-        while not self._local_empty():
+        while not self.ledger.empty():
             try:
                 result: SyncResult = await retry(self._hand_back_once)
             except Exception as exc:
                 logger.error(
                     "Could not hand back %d requests and %d leases to Redis (%s): the leases come back "
                     "to the queue after WFCRAWL_REDIS_LEASE_TTL; pages whose children were not pushed "
-                    "are fetched again", len(self._pushes), len(self._releases) + len(self._returns), exc,
+                    "are fetched again", len(self.ledger.pushes), len(self.ledger.releases) + len(self.ledger.returns),
+                    exc,
                 )
                 return
             self.stats.inc_value("wfcrawl/redis/calls")
@@ -447,5 +364,5 @@ class LeaseBroker:
         try:
             return await self._worker.run(self._monitor.call, SYNC_CALL, self.store.sync, batch, self._candidate)
         except Exception:
-            self._put_back(batch)
+            self.ledger.put_back(batch)
             raise
