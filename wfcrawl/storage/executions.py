@@ -66,6 +66,8 @@ class InstanceRecord:
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     finished_at: datetime | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: When the record was last written (the database's clock; the instance's heartbeat).
+    updated_at: datetime | None = None
 
 
 #: Given the execution and every instance record (the caller's included), the
