@@ -25,13 +25,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import ROOT
 from tests.fleet_site import FleetSite, workflow
 from tests.services import PgBouncer, PrivatePostgres, TempDatabase, free_port, wait_until
 from tests.test_scheduler_distributed import CrawlProcess
 
-#: Fleet PgBouncer settings: retry a failed server login after 1 s (default 15 s), so
-#: a PostgreSQL restart heals within about a second; room for a hundred instances.
-PGBOUNCER_SETTINGS = {"server_login_retry": "1", "max_client_conn": "2000", "query_wait_timeout": "30"}
+#: The production PgBouncer settings (docker/pgbouncer.ini: among them
+#: ``server_login_retry = 1``, so a PostgreSQL restart heals within about a second).
+PGBOUNCER_TEMPLATE = ROOT / "docker" / "pgbouncer.ini"
 
 
 def missing_tools() -> list[str]:
@@ -174,7 +175,9 @@ class Fleet:
         self.redis = PrivateRedisServer(self.network.host, tmp)
         # PostgreSQL itself listens on loopback: only PgBouncer (same host) talks to it.
         self.postgres = PrivatePostgres(max_connections=pg_max_connections)
-        self.pool_size = pool_size
+        # pg_max_connections must exceed default_pool_size + reserve_pool_size.
+        self.pgbouncer_settings = {"default_pool_size": str(pool_size), "reserve_pool_size": "5",
+                                   "max_client_conn": "4000"}
         self.procs: list[CrawlProcess | None] = [None] * instances
         self.execution_id = f"fleet-{self.network.tag}"
 
@@ -184,7 +187,7 @@ class Fleet:
             self.redis.start()
             self.postgres.__enter__()
             self.pgbouncer = PgBouncer("127.0.0.1", self.postgres.port, host=self.network.host,
-                                       pool_size=self.pool_size, settings=PGBOUNCER_SETTINGS).__enter__()
+                                       template=PGBOUNCER_TEMPLATE, settings=self.pgbouncer_settings).__enter__()
             self.database = TempDatabase(self.postgres.dsn("postgres")).__enter__()
             self.dsn = self.pgbouncer.dsn(self.database.name)
             self.site.__enter__()

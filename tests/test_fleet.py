@@ -100,6 +100,9 @@ def test_postgres_restarted_under_ten_writers(tmp_path: Path) -> None:
         fleet.postgres.stop("fast")
         time.sleep(2)
         fleet.postgres.start()
+        # The writers' retries get through within seconds (PgBouncer's server_login_retry = 1 s).
+        rows = len(fleet.products())
+        wait_until(lambda: len(fleet.products()) > rows, 6, "rows written after the restart")
         outs = wait_all(fleet)
         for out in outs:
             assert out.returncode == 0, out.log[-3000:]
@@ -134,3 +137,29 @@ def test_the_per_domain_delay_holds_across_the_fleet_with_a_late_waker(tmp_path:
         assert gaps[0][0] >= delay - RATE_TOLERANCE, gaps[:5]
         assert outs[sleeper].stats.get("wfcrawl/ratelimit/late", 0) >= 1
         assert sum(o.stats.get("wfcrawl/ratelimit/reservations", 0) for o in outs) >= fleet.site.pages
+
+
+def test_the_last_live_instance_ends_the_execution(tmp_path: Path) -> None:
+    """One instance killed (-9: its record stays ``running``, its heartbeat stops), then Redis
+    goes away: the survivor gives up (``redis_unavailable``, its own end) and, being the last
+    live instance, records the execution's end instead of leaving it ``running`` for ever."""
+    interval = 1.0
+    dead_after = 2 * interval + 10
+    with Fleet(tmp_path, instances=2, products=600) as fleet:
+        for i in range(2):
+            fleet.launch(i, *SETTINGS, "-s", f"WFCRAWL_EXECUTIONS_INTERVAL={interval}",
+                         "-s", f"WFCRAWL_REDIS_UNAVAILABLE_TIMEOUT={dead_after + 2}")
+        wait_until(lambda: fleet.site.fetched() >= 40, 60, "40 pages fetched")
+        killed, survivor = fleet.procs
+        assert killed is not None and survivor is not None
+        killed.kill()
+        fleet.redis.stop()
+        out = survivor.wait(90)
+        assert out.stats["finish_reason"] == "redis_unavailable", out.log[-3000:]
+        assert out.returncode == 1
+        assert out.stats["wfcrawl/outcome"] == "failed"
+        assert "is the last live one" in out.log
+        assert fleet.execution() == ("failed", "redis_unavailable")
+        [(reasons,)] = fleet.query(f"SELECT reasons FROM wfcrawl.executions WHERE id = '{fleet.execution_id}'")
+        assert [r["code"] for r in reasons] == ["distributed_state_lost"]
+        assert sorted(fleet.query("SELECT status FROM wfcrawl.execution_instances")) == [("closed",), ("running",)]
