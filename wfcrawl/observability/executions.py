@@ -46,8 +46,17 @@ from twisted.internet.task import LoopingCall
 from wfcrawl.context import CrawlContext
 from wfcrawl.exceptions import first_line
 from wfcrawl.observability.outcome import OutcomeMonitor
-from wfcrawl.outcome import CANCELLED, SPILL_STATS, Ending, Outcome, Reason, aggregate, decide
-from wfcrawl.outcome.model import RESUMABLE_REASONS, last_live
+from wfcrawl.outcome import (
+    CANCELLED,
+    RESUMABLE_REASONS,
+    SPILL_STATS,
+    Ending,
+    Outcome,
+    Reason,
+    aggregate,
+    decide,
+    last_live,
+)
 from wfcrawl.settings.table import read
 from wfcrawl.storage.executions import FINAL_STATUSES, Execution, InstanceRecord
 from wfcrawl.storage.postgres.ending import end_path, write_end

@@ -168,7 +168,7 @@ class MemoryExecutionStore:
                 return None
             known = self._instances.setdefault(record.execution_id, {})
             started = known[record.instance].started_at if record.instance in known else record.started_at
-            known[record.instance] = replace(record, started_at=started)
+            known[record.instance] = replace(record, started_at=started, updated_at=datetime.now(timezone.utc))
             changes = conclude(current, list(known.values())) if conclude is not None else None
             return self._update(record.execution_id, dict(changes)) if changes else current
 
