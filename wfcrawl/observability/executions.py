@@ -5,12 +5,16 @@ When ``DATABASE_URL`` is set, the crawl marks its execution (``spider.execution_
 itself as one *instance* of it (table ``execution_instances``: every crawl
 process of the execution, one or a fleet's). Every
 ``WFCRAWL_EXECUTIONS_INTERVAL`` seconds it writes its stats on its instance
-record, and the execution's stats (the sum of its instances' in a fleet).
+record (its heartbeat: ``updated_at``), and the execution's stats (the sum of its
+instances' in a fleet); the first write comes at a random point of the first
+interval, so a fleet started at once does not write in step.
 
 At close it records its own end on its instance record and, when its end is
 the execution's (:func:`wfcrawl.outcome.ends_execution`: always for a single
 process; in a fleet when the shared queue drained, the time-out, or an
-operator's cancel), the execution's outcome, decided by
+operator's cancel, a lost Redis state; or when no other instance is alive to end
+it: every other one closed or silent for :func:`wfcrawl.outcome.instance_dead_after`
+seconds, a SIGTERM scale-in aside), the execution's outcome, decided by
 :func:`wfcrawl.outcome.decide` from the stats of *every* instance, in the same
 transaction that locks the execution (the last instance to close sees the
 others' final stats). That end is given ``WFCRAWL_STORAGE_CLOSE_TIMEOUT`` seconds
