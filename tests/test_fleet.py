@@ -1,9 +1,11 @@
 """Instances as separate hosts: a fleet in network namespaces, cut off, restarted under.
 
 Each test builds its own fleet (:mod:`tests.fleet`): a bridge on a random 10.x.y.0/24,
-one network namespace per crawl instance, a private redis-server, PostgreSQL and
-PgBouncer on the bridge address, and a generated site whose pages answer after a fixed
-latency (its ground truth: every product). Needs root; in CI a missing tool fails.
+one network namespace per crawl instance, a private redis-server and PgBouncer on the
+bridge address (a private PostgreSQL behind PgBouncer), and a generated site whose pages
+answer after a fixed latency (its ground truth: every product). Instances reach Redis and
+PgBouncer only over the bridge, so nftables rules inside one namespace cut that instance
+off alone. Needs root; in CI a missing tool fails.
 """
 
 from __future__ import annotations
@@ -20,14 +22,12 @@ import pytest
 from tests.conftest import require_service
 from tests.fleet import Fleet, missing_tools
 from tests.services import wait_until
-from tests.test_scheduler_distributed import Outcome
+from tests.test_scheduler_distributed import RATE_TOLERANCE, Outcome
 
 pytestmark = pytest.mark.requires_root
 #: Leases live 3 s: a cut-off instance's pages come back to the others within seconds.
 LEASE_TTL = 3.0
 SETTINGS = ("-s", f"WFCRAWL_REDIS_LEASE_TTL={LEASE_TTL}", "-s", "WFCRAWL_REDIS_PREFETCH=1")
-#: Spacing tolerance of the fleet-wide delay (docs/distributed.md).
-RATE_TOLERANCE = 0.05
 
 
 @pytest.fixture(autouse=True)
