@@ -48,8 +48,8 @@ lint: install-test
 	$(BIN)/mypy
 
 # The benchmarks (docs/performance.md): crawl speed and memory (bench/README.md), storage
-# throughput, rendering, the launch API of `wfcrawl serve`, and the distributed crawl
-# (needs Redis) when its script is there.
+# throughput, rendering, the launch API of `wfcrawl serve`, the distributed crawl
+# (needs Redis) when its script is there, and the fleet of 1-100 instances (needs root).
 # Services as for `make test`, plus nginx (tools/test-services.sh --bench); BENCH_ARGS go to bench/run.py.
 bench: install-test
 	bash tools/test-services.sh --bench
@@ -59,6 +59,8 @@ bench: install-test
 	$(BIN)/python bench/render_bench.py --pages 500
 	$(BIN)/python bench/api_bench.py
 	if [ -f bench/redis_bench.py ]; then $(BIN)/python bench/redis_bench.py; fi
+	if [ "$$(id -u)" = 0 ]; then $(BIN)/python bench/fleet_bench.py --instances 1,10,50,100 --latency 0.2 --concurrency 2; \
+	else echo "bench/fleet_bench.py skipped: needs root (network namespaces)"; fi
 	$(BIN)/python bench/fuzz_loader.py
 
 # Fuzz the workflow loader (bench/fuzz_loader.py): FUZZ_ARGS="--examples 20000" for a longer run.

@@ -48,9 +48,9 @@ PG_BIN = _pg_bin()
 SERVICE_USER = "postgres"
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -124,17 +124,19 @@ class PgBouncer:
 
     def __init__(
         self, upstream_host: str = "127.0.0.1", upstream_port: int = 5432, *, pool_size: int = 20,
-        template: Path | None = None,
+        template: Path | None = None, host: str = "127.0.0.1", settings: dict[str, str] | None = None,
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.pool_size = pool_size
         self.template = template  # a pgbouncer.ini whose [pgbouncer] settings are kept
+        self.host = host  # listen address
+        self.settings = settings or {}  # [pgbouncer] settings over the defaults (or the template's)
         self.dir = _service_dir("wfcrawl-pgbouncer-")
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     def dsn(self, dbname: str) -> str:
-        return dsn_for("127.0.0.1", self.port, dbname)
+        return dsn_for(self.host, self.port, dbname)
 
     def _config(self) -> Path:
         (self.dir / "users.txt").write_text(f'"{SERVICE_USER}" ""\n')
@@ -146,8 +148,9 @@ class PgBouncer:
             parser = configparser.ConfigParser(interpolation=None, comment_prefixes=(";", "#"))
             parser.read(self.template)
             settings = dict(parser["pgbouncer"])
+        settings.update(self.settings)
         settings.update({
-            "listen_addr": "127.0.0.1", "listen_port": str(self.port), "unix_socket_dir": "",
+            "listen_addr": self.host, "listen_port": str(self.port), "unix_socket_dir": "",
             "auth_type": "trust", "auth_file": str(self.dir / "users.txt"),
             "logfile": str(self.dir / "pgbouncer.log"), "pidfile": "",
         })
@@ -163,7 +166,7 @@ class PgBouncer:
 
     def __enter__(self) -> PgBouncer:
         for _ in range(5):  # another process may take the port between bind and start
-            self.port = free_port()
+            self.port = free_port(self.host)
             cmd = ["pgbouncer", str(self._config())]
             if os.geteuid() == 0:
                 cmd[1:1] = ["-u", SERVICE_USER]
@@ -187,13 +190,15 @@ class PgBouncer:
 class PrivatePostgres:
     """A PostgreSQL cluster of its own (trust auth, fsync off), stopped and started at will."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1", *, max_connections: int = 100) -> None:
         self.dir = _service_dir("wfcrawl-pg-")
         self.data = self.dir / "data"
         self.port = 0
+        self.host = host  # listen address
+        self.max_connections = max_connections
 
     def dsn(self, dbname: str = "postgres") -> str:
-        return dsn_for("127.0.0.1", self.port, dbname)
+        return dsn_for(self.host, self.port, dbname)
 
     def _pg_ctl(self, *args: str) -> None:
         subprocess.run(_as_service_user([str(PG_BIN / "pg_ctl"), "-D", str(self.data), *args]),
@@ -202,7 +207,8 @@ class PrivatePostgres:
     def start(self) -> None:
         # fsync off is safe for "crashes" of the server process (the OS keeps the
         # WAL); synchronous_commit must stay on or a crash loses acknowledged commits.
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off -c full_page_writes=off"
+        options = (f"-p {self.port} -c listen_addresses={self.host} -k {self.dir} -c fsync=off"
+                   f" -c full_page_writes=off -c max_connections={self.max_connections}")
         self._pg_ctl("-w", "-t", "60", "-l", str(self.dir / "server.log"), "-o", options, "start")
 
     def running(self) -> bool:
@@ -221,7 +227,7 @@ class PrivatePostgres:
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         for _ in range(5):
-            self.port = free_port()
+            self.port = free_port(self.host)
             try:
                 self.start()
                 return self

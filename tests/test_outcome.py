@@ -17,6 +17,7 @@ from wfcrawl.outcome import (
     aggregate,
     decide,
     ends_execution,
+    last_live,
     normalize_status,
     pull_acks,
     push_status,
@@ -202,8 +203,25 @@ def test_which_ends_are_the_executions() -> None:
     assert not ends_execution(Ending("shutdown"), distributed=True)
     assert not ends_execution(Ending("closespider_itemcount"), distributed=True)
     assert not ends_execution(Ending("redis_unavailable"), distributed=True)
-    for reason in ("finished", "closespider_timeout", "cancelled"):
+    # The shared state lost ends the execution: no instance can go on, none may start over.
+    for reason in ("finished", "closespider_timeout", "cancelled", "redis_state_lost"):
         assert ends_execution(Ending(reason), distributed=True)
+
+
+def test_the_last_live_instance() -> None:
+    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    interval = 5.0  # dead after 2 x 5 + 10 = 20 s without an update
+
+    def rec(name: str, status: str, seconds: float) -> InstanceRecord:
+        return InstanceRecord("e", name, status, updated_at=t0 + timedelta(seconds=seconds))
+
+    me = rec("me", "closed", 100)
+    assert last_live("me", [me], interval)
+    assert last_live("me", [me, rec("b", "closed", 99)], interval)
+    assert not last_live("me", [me, rec("b", "running", 99)], interval)  # alive: it ends the execution
+    assert not last_live("me", [me, rec("b", "running", 80)], interval)  # 20 s: not yet dead
+    assert last_live("me", [me, rec("b", "running", 79.9), rec("c", "closed", 10)], interval)
+    assert not last_live("me", [rec("b", "running", 0)], interval)  # not recorded: not the last
 
 
 def test_pubsub_answers_and_old_records() -> None:
@@ -240,6 +258,8 @@ def test_outcomes_and_instances_in_every_store(execution_store: Any) -> None:  #
     store.record_instance(InstanceRecord("e", "b", "closed", "finished", t0 + timedelta(minutes=1),
                                          t0 + timedelta(minutes=2), {"n": 2}), conclude)
     assert seen == [["a:running", "b:closed"]]
+    # Every record carries when it was last written (the instances' heartbeat).
+    assert all(i.updated_at is not None for i in store.instances("e"))
     assert [(i.instance, i.status, i.finish_reason, i.started_at, i.finished_at, i.stats)
             for i in store.instances("e")] == [
         ("a", "running", None, t0, None, {"n": 1}),

@@ -69,7 +69,7 @@ class CrawlProcess:
 
     def __init__(self, workflow: Path, tmp: Path, name: str, base_url: str, *args: str,
                  redis_url: str | None = REDIS_URL, execution_id: str | None = None,
-                 prefix: str | None = None, redis_as_setting: bool = False) -> None:
+                 prefix: str | None = None, redis_as_setting: bool = False, wrap: tuple[str, ...] = ()) -> None:
         self.base_url = base_url
         self.items_file = tmp / f"{name}.items.jsonl"
         self.stats_file = tmp / f"{name}.stats.json"
@@ -92,7 +92,8 @@ class CrawlProcess:
         elif redis_url:
             env["REDIS_URL"] = redis_url  # the environment variable, as on Cloud Run
         self._log = self.log_file.open("w")
-        self.popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        # wrap: a command the crawl runs under (tests/fleet.py: ``ip netns exec NS``).
+        self.popen = subprocess.Popen([*wrap, *cmd], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
     def pid(self) -> int:

@@ -3,7 +3,7 @@
 # Redis, PostgreSQL, PgBouncer and Chromium from the distribution's packages, and
 # Google's Pub/Sub emulator (google-cloud-cli-pubsub-emulator, from Google's Cloud SDK
 # apt repository, which is added when apt does not know the package) with a Java 17
-# runtime. Installs missing packages when run as root (apt-get), starts Redis and
+# runtime, and iproute2 and nftables for the fleet tests (network namespaces). Installs missing packages when run as root (apt-get), starts Redis and
 # PostgreSQL when they are not answering; the tests start the Pub/Sub emulator
 # themselves (tests/pubsub_emulator.py). Idempotent; `make test` calls it.
 # `--bench` (make bench) also installs nginx, the benchmark's web server.
@@ -15,6 +15,9 @@ command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
 command -v chromium >/dev/null || need+=(chromium)
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+# The fleet tests (tests/test_fleet.py, root only): network namespaces and drop rules.
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || need+=(iproute2)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 emulator=/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
 if ! [ -x "$emulator" ] && ! { command -v gcloud >/dev/null &&
      [ -x "$(dirname "$(readlink -f "$(command -v gcloud)")")/../platform/pubsub-emulator/bin/cloud-pubsub-emulator" ]; }; then

@@ -5,12 +5,16 @@ When ``DATABASE_URL`` is set, the crawl marks its execution (``spider.execution_
 itself as one *instance* of it (table ``execution_instances``: every crawl
 process of the execution, one or a fleet's). Every
 ``WFCRAWL_EXECUTIONS_INTERVAL`` seconds it writes its stats on its instance
-record, and the execution's stats (the sum of its instances' in a fleet).
+record (its heartbeat: ``updated_at``), and the execution's stats (the sum of its
+instances' in a fleet); the first write comes at a random point of the first
+interval, so a fleet started at once does not write in step.
 
 At close it records its own end on its instance record and, when its end is
 the execution's (:func:`wfcrawl.outcome.ends_execution`: always for a single
 process; in a fleet when the shared queue drained, the time-out, or an
-operator's cancel), the execution's outcome, decided by
+operator's cancel, a lost Redis state; or when no other instance is alive to end
+it: every other one closed or silent for :func:`wfcrawl.outcome.instance_dead_after`
+seconds, a SIGTERM scale-in aside), the execution's outcome, decided by
 :func:`wfcrawl.outcome.decide` from the stats of *every* instance, in the same
 transaction that locks the execution (the last instance to close sees the
 others' final stats). That end is given ``WFCRAWL_STORAGE_CLOSE_TIMEOUT`` seconds
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import secrets
 import socket
 from datetime import datetime, timezone
@@ -45,9 +50,19 @@ from twisted.internet.task import LoopingCall
 from wfcrawl.context import CrawlContext
 from wfcrawl.exceptions import first_line
 from wfcrawl.observability.outcome import OutcomeMonitor
-from wfcrawl.outcome import CANCELLED, SPILL_STATS, Ending, Outcome, Reason, aggregate, decide
+from wfcrawl.outcome import (
+    CANCELLED,
+    RESUMABLE_REASONS,
+    SPILL_STATS,
+    Ending,
+    Outcome,
+    Reason,
+    aggregate,
+    decide,
+    last_live,
+)
 from wfcrawl.settings.table import read
-from wfcrawl.storage.executions import Execution, InstanceRecord
+from wfcrawl.storage.executions import FINAL_STATUSES, Execution, InstanceRecord
 from wfcrawl.storage.postgres.ending import end_path, write_end
 from wfcrawl.storage.postgres.executions import PostgresExecutionStore, store_from_settings
 from wfcrawl.utils.threads import ThreadWorker
@@ -76,6 +91,8 @@ class ExecutionRecorder:
         self.updater = LoopingCall(self._update)
         self._updating = False
         self._started_at = _now()
+        self._first_update: Any = None  # the call that starts the updates (jittered)
+        self._closing = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ExecutionRecorder:
@@ -129,7 +146,14 @@ class ExecutionRecorder:
         monitor = OutcomeMonitor.of(self.crawler)
         if monitor is not None:
             monitor.judge = self.judge
-        self.updater.start(self.interval, now=False)
+        # The first update at a random point of the first interval: a fleet started at once
+        # (a hundred instances) spreads its updates instead of writing all together, forever.
+        self._first_update = call_later(random.uniform(0, self.interval), self._start_updates)
+
+    def _start_updates(self) -> None:
+        self._first_update = None
+        if not self._closing:
+            self.updater.start(self.interval, now=True)
 
     def _record(self, status: str, finish_reason: str | None = None) -> InstanceRecord:
         return InstanceRecord(
@@ -166,8 +190,7 @@ class ExecutionRecorder:
         """This instance's end, recorded; the execution's outcome when its end is the
         execution's (decided from every instance's stats in a fleet), else None; and
         whether this instance announces it (it ended the execution, or changed its outcome)."""
-        if self.updater.running:
-            self.updater.stop()
+        self._stop_updates()
         assert self.worker is not None
         context = CrawlContext.of(self.crawler)
         expect = context.plan.expect if context.plan is not None else None
@@ -181,9 +204,17 @@ class ExecutionRecorder:
                     return {"stats": stats}
                 return {"stats": stats, "finish_reason": ending.finish_reason,
                         "finished_at": execution.finished_at or _now()}
-            if local is None:  # only this instance stopped: the execution goes on
-                return {"stats": stats}
+            if local is None:
+                # Only this instance stopped: the execution goes on, unless no other instance
+                # is alive to end it (the others closed, or died without a word).
+                if (execution.status in FINAL_STATUSES or ending.finish_reason in RESUMABLE_REASONS
+                        or not last_live(self.instance, instances, self.interval)):
+                    return {"stats": stats}
+                logger.warning("Execution %s: this instance (%s) is the last live one; its end is the "
+                               "execution's", self.execution_id, ending.finish_reason,
+                               extra={"spider": self.crawler.spider})
             outcome = decide(stats, expect, ending) if self.distributed else local
+            assert outcome is not None
             # Fleet instances that close together each conclude; only news is announced.
             news = execution.status != outcome.status or execution.reasons != outcome.reasons_json()
             decided.append((outcome, news))
@@ -220,9 +251,16 @@ class ExecutionRecorder:
             return min(self.close_timeout, self.store.connect_timeout)
         return self.close_timeout
 
-    async def spider_closed(self, spider: Spider, reason: str) -> None:
+    def _stop_updates(self) -> None:
+        self._closing = True
+        if self._first_update is not None:
+            self._first_update.cancel()
+            self._first_update = None
         if self.updater.running:
             self.updater.stop()
+
+    async def spider_closed(self, spider: Spider, reason: str) -> None:
+        self._stop_updates()
         if self.worker is None:
             return
         monitor = OutcomeMonitor.of(self.crawler)

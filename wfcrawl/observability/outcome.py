@@ -8,11 +8,12 @@ Stats: ``wfcrawl/outcome`` (the status), ``wfcrawl/outcome/reasons/<code>``.
 
 In a distributed crawl (``REDIS_URL``) one instance's end is not the
 execution's: only an instance that closes because the shared queue drained
-(``finished``), the time-out (``closespider_timeout``) or an operator's cancel
-decides the outcome; an instance that stops otherwise (SIGTERM on scale-in, a
-Redis failure, its own item or page limit) records only itself
-(``wfcrawl/outcome/instance``). With ``DATABASE_URL`` the execution recorder
-judges the whole fleet from every instance's stats (:attr:`judge`).
+(``finished``), the time-out (``closespider_timeout``), an operator's cancel or
+a lost Redis state (``redis_state_lost``) decides the outcome; an instance that
+stops otherwise (SIGTERM on scale-in, Redis unreachable, its own item or page
+limit) records only itself (``wfcrawl/outcome/instance``). With ``DATABASE_URL``
+the execution recorder judges the whole fleet from every instance's stats
+(:attr:`judge`), and also decides when the stopping instance is the last live one.
 
 While the crawl runs, the workflow's ``expect.max_error_rate`` is checked every
 second once ``expect.error_rate_after`` pages were fetched or failed: a warning,

@@ -24,6 +24,7 @@ from wfcrawl.outcome.model import (
     FAILED,
     FLEET_ENDING_REASONS,
     LIMIT_REASONS,
+    RESUMABLE_REASONS,
     SPILL_STATS,
     STATUSES,
     SUCCEEDED,
@@ -32,6 +33,8 @@ from wfcrawl.outcome.model import (
     Reason,
     aggregate,
     ends_execution,
+    instance_dead_after,
+    last_live,
     normalize_status,
     pull_acks,
     push_status,
@@ -40,7 +43,7 @@ from wfcrawl.outcome.model import (
 
 __all__ = [
     "CANCELLED", "COMPLETED_REASONS", "DEGRADED", "ERROR_RATE_REASON", "EXIT_CODES", "EXIT_INVALID", "FAILED",
-    "FLEET_ENDING_REASONS", "LIMIT_REASONS", "SPILL_STATS", "STATUSES", "SUCCEEDED", "Ending", "Outcome", "Reason",
-    "aggregate", "decide", "ends_execution", "error_rate", "normalize_status", "pages_of", "pull_acks",
-    "push_status", "summary_line",
+    "FLEET_ENDING_REASONS", "LIMIT_REASONS", "RESUMABLE_REASONS", "SPILL_STATS", "STATUSES", "SUCCEEDED",
+    "Ending", "Outcome", "Reason", "aggregate", "decide", "ends_execution", "error_rate", "instance_dead_after",
+    "last_live", "normalize_status", "pages_of", "pull_acks", "push_status", "summary_line",
 ]

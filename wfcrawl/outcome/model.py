@@ -96,14 +96,41 @@ class Ending:
 
 
 #: Finish reasons that end a distributed crawl's execution: the shared queue drained, the
-#: time-out, an operator's cancel. Any other end (SIGTERM on scale-in, a Redis failure,
-#: the instance's own item or page limit) is only that instance's.
-FLEET_ENDING_REASONS = frozenset({"finished", "closespider_timeout", "cancelled"})
+#: time-out, an operator's cancel, and the shared state lost (Redis restarted without its
+#: data: no instance can go on, and none may start the crawl over). Any other end (SIGTERM
+#: on scale-in, Redis unreachable, the instance's own item or page limit) is only that
+#: instance's, unless it was the last live one (:func:`last_live`).
+FLEET_ENDING_REASONS = frozenset({"finished", "closespider_timeout", "cancelled", "redis_state_lost"})
+#: An instance's own end that never ends the execution, even as the last live instance:
+#: a scale-in (SIGTERM); instances started again finish the crawl.
+RESUMABLE_REASONS = frozenset({"shutdown"})
 
 
 def ends_execution(ending: Ending, *, distributed: bool) -> bool:
     """Whether this process's end is the execution's end: always for a single process."""
     return not distributed or ending.finish_reason in FLEET_ENDING_REASONS
+
+
+def instance_dead_after(interval: float) -> float:
+    """Seconds without a stats update after which a running fleet instance counts as dead
+    (killed, its host gone): two missed updates of ``WFCRAWL_EXECUTIONS_INTERVAL`` and 10 s."""
+    return 2 * interval + 10
+
+
+def last_live(instance: str, instances: Iterable[Any], interval: float) -> bool:
+    """Whether ``instance`` is the last live instance of a fleet: every other one is closed,
+    or has not updated its record (``updated_at``) for :func:`instance_dead_after` seconds
+    before ``instance``'s own record was written (one clock: the database's)."""
+    records = list(instances)
+    mine = next((r for r in records if r.instance == instance), None)
+    if mine is None or mine.updated_at is None:
+        return False
+    limit = instance_dead_after(interval)
+    return not any(
+        r.instance != instance and r.status == "running"
+        and (r.updated_at is None or (mine.updated_at - r.updated_at).total_seconds() <= limit)
+        for r in records
+    )
 
 
 def push_status(status: str) -> int:

@@ -66,6 +66,8 @@ class InstanceRecord:
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     finished_at: datetime | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: When the record was last written (the database's clock; the instance's heartbeat).
+    updated_at: datetime | None = None
 
 
 #: Given the execution and every instance record (the caller's included), the
@@ -166,7 +168,7 @@ class MemoryExecutionStore:
                 return None
             known = self._instances.setdefault(record.execution_id, {})
             started = known[record.instance].started_at if record.instance in known else record.started_at
-            known[record.instance] = replace(record, started_at=started)
+            known[record.instance] = replace(record, started_at=started, updated_at=datetime.now(timezone.utc))
             changes = conclude(current, list(known.values())) if conclude is not None else None
             return self._update(record.execution_id, dict(changes)) if changes else current
 

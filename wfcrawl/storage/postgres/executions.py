@@ -48,7 +48,8 @@ _COLUMNS = (
     "finished_at", "finish_reason", "stats", "error", "reasons",
 )
 _JSON = frozenset({"params", "stats", "reasons"})
-_INSTANCE_COLUMNS = ("execution_id", "instance", "status", "finish_reason", "started_at", "finished_at", "stats")
+_INSTANCE_COLUMNS = ("execution_id", "instance", "status", "finish_reason", "started_at", "finished_at", "stats",
+                     "updated_at")
 _FINAL = sorted(FINAL_STATUSES)
 
 

@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 _COLUMNS = tuple(f.name for f in fields(Execution))
 _INSTANCE_COLUMNS = tuple(f.name for f in fields(InstanceRecord))
-_TIMES = frozenset({"created_at", "started_at", "finished_at"})
+_TIMES = frozenset({"created_at", "started_at", "finished_at", "updated_at"})
 _JSON = frozenset({"params", "stats", "reasons"})
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM executions"
 _SELECT_INSTANCES = (f"SELECT {', '.join(_INSTANCE_COLUMNS)} FROM execution_instances"
