@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import textwrap
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from scrapy import Spider
+from scrapy.utils.test import get_crawler
+from twisted.internet import defer
 
 from tests.conftest import problems
 from tests.launcher_support import execution_store, pg_schema, pg_store  # noqa: F401  (fixtures)
+from wfcrawl.observability import executions
 from wfcrawl.outcome import (
     Ending,
     Outcome,
@@ -22,6 +29,7 @@ from wfcrawl.outcome import (
     pull_acks,
     push_status,
 )
+from wfcrawl.settings.defaults import DEFAULTS
 from wfcrawl.storage.executions import Execution, InstanceRecord
 from wfcrawl.workflow import load_text
 from wfcrawl.workflow.plan import Expectations
@@ -323,3 +331,24 @@ def test_expect_block_problems() -> None:
     assert problems(valid.replace(node, node.replace("extract", "extrakt"))) == [
         semantic[2], semantic[3], "22:16: $.phases.product.nodes[0].type: must be one of 'extract_links', "
         "'extract', 'paginate', 'form', 'script'; got 'extrakt'"]
+
+
+def test_a_fleet_started_at_once_spreads_its_first_stats_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No thundering herd: each instance's first update comes at its own point of the first interval."""
+    scheduled: list[float] = []
+    monkeypatch.setattr(executions, "call_later", lambda delay, *a: scheduled.append(delay) or SimpleNamespace())
+    monkeypatch.setattr(executions, "ThreadWorker", lambda name: SimpleNamespace(
+        start=lambda: None, call=lambda f, *a: defer.succeed(f(*a))))
+    monkeypatch.setattr(executions, "maybe_deferred_to_future", lambda d: d)
+    store = SimpleNamespace(ensure_schema=lambda: None, create=lambda execution: (execution, True),
+                            record_instance=lambda record: None)
+    random.seed(7)
+    interval = 30.0
+    for _ in range(100):  # a hundred instances of one execution, opened together
+        crawler = get_crawler(Spider, settings_dict=dict(DEFAULTS))
+        crawler.spider = Spider("fleet", execution_id="e1")
+        recorder = executions.ExecutionRecorder(crawler, store, interval)  # type: ignore[arg-type]
+        asyncio.run(recorder.spider_opened(crawler.spider))
+    assert len(scheduled) == 100 and all(0 <= delay <= interval for delay in scheduled)
+    # Spread over the interval, not in step: every tenth of it holds some first updates.
+    assert {int(delay // (interval / 10)) for delay in scheduled} == set(range(10))
