@@ -127,8 +127,12 @@ def test_postgres_restarted_under_many_writers(tmp_path: Path) -> None:
 
 
 def test_the_per_domain_delay_holds_across_the_fleet_with_a_late_waker(tmp_path: Path) -> None:
-    """6 instances, delay d: the site sees requests >= d - 50 ms apart; one instance is
-    SIGSTOPped for a second, so its waits end late (it must reserve again, not send)."""
+    """6 instances, delay d: the site sees requests >= d - 100 ms apart; one instance is
+    SIGSTOPped for a second, so its waits end late (it must reserve again, not send).
+
+    Twice the usual tolerance: the woken process has a second of events to catch up on, and
+    a request that passed its check can still leave tens of ms late (seen: 50.8 ms on a
+    loaded CI machine). Before the reservation was re-taken, two requests went 0.1 ms apart."""
     delay = 0.15
     with Fleet(tmp_path, instances=6, products=100, delay=delay, concurrency=2, per_list=25) as fleet:
         for i in range(6):
@@ -148,7 +152,7 @@ def test_the_per_domain_delay_holds_across_the_fleet_with_a_late_waker(tmp_path:
         log = fleet.site.log()
         assert len(log) == fleet.site.pages
         gaps = sorted((b.time - a.time, a.path, b.path) for a, b in itertools.pairwise(log))
-        assert gaps[0][0] >= delay - RATE_TOLERANCE, gaps[:5]
+        assert gaps[0][0] >= delay - 2 * RATE_TOLERANCE, gaps[:5]
         assert outs[sleeper].stats.get("wfcrawl/ratelimit/late", 0) >= 1
         assert sum(o.stats.get("wfcrawl/ratelimit/reservations", 0) for o in outs) >= fleet.site.pages
 
