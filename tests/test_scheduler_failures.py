@@ -27,11 +27,11 @@ from wfcrawl.distributed.ops import LeaseStore
 pytestmark = pytest.mark.requires_redis
 
 LISTS, PER_LIST, PAGE_DELAY = 6, 8, 0.4
-WORKFLOW = """\
-name: bigslow
-start_urls: [/big/index.html]
+LIST_PAGE_WORKFLOW = """\
+name: %(name)s
+start_urls: [%(start)s]
 obey_robots: false
-rate_limit: {delay: 0, concurrency: 8}
+rate_limit: {delay: 0, concurrency: %(concurrency)d}
 phases:
   index:
     nodes:
@@ -50,6 +50,14 @@ phases:
         fields:
           n: {css: p.n, type: int, required: true}
 """
+
+
+def list_page_workflow(name: str, start: str, concurrency: int) -> str:
+    """An index of lists of pages, one ``page`` item (its ``n``) per page."""
+    return LIST_PAGE_WORKFLOW % {"name": name, "start": start, "concurrency": concurrency}
+
+
+WORKFLOW = list_page_workflow("bigslow", "/big/index.html", 8)
 #: Small batches of leases and a short TTL: every instance gets work, and the
 #: pages of a killed one come back within seconds.
 SETTINGS = ("-s", "CONCURRENT_REQUESTS=8", "-s", "WFCRAWL_REDIS_PREFETCH=0", "-s", "WFCRAWL_REDIS_LEASE_TTL=4")

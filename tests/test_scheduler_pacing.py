@@ -30,7 +30,7 @@ from scrapy.settings import Settings
 
 from tests.mockserver import MockServer
 from tests.test_scheduler_distributed import CrawlProcess, Outcome, assert_finished
-from tests.test_scheduler_failures import PrivateRedis
+from tests.test_scheduler_failures import PrivateRedis, list_page_workflow
 from wfcrawl.distributed.config import RedisCrawlConfig
 from wfcrawl.distributed.pacing import MAX_BATCH, Pacer
 from wfcrawl.settings.defaults import DEFAULTS
@@ -40,29 +40,7 @@ pytestmark = pytest.mark.requires_redis
 #: The documented budget (docs/distributed.md): Redis commands per page, Lua included.
 MAX_COMMANDS_PER_PAGE = 4
 PER_LIST = 20
-WORKFLOW = """\
-name: latency
-start_urls: [/lat/index.html]
-obey_robots: false
-rate_limit: {delay: 0, concurrency: 64}
-phases:
-  index:
-    nodes:
-      - {type: extract_links, css: a.list, marker: list}
-    transitions:
-      - {marker: list, to: list}
-  list:
-    nodes:
-      - {type: extract_links, css: a.page, marker: page}
-    transitions:
-      - {marker: page, to: page}
-  page:
-    nodes:
-      - type: extract
-        item: page
-        fields:
-          n: {css: p.n, type: int, required: true}
-"""
+WORKFLOW = list_page_workflow("latency", "/lat/index.html", 64)
 
 
 def page_path(i: int, j: int, delay: float) -> str:
